@@ -1,0 +1,69 @@
+"""The trainer's input: a plain, typed description of one trial.
+
+Everything a trial needs to be rebuilt crosses process boundaries as this spec (or as the
+flat parameter dict a space turns into it), so it holds only plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainer.techniques.base import Value
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: `blocks` convolutions at one resolution, then optional downsampling by 2."""
+
+    channels: int
+    blocks: int = 1
+    downsample: bool = True
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A plain CNN: a 3x3 stem, stages, a classifier head.
+
+    Architecture techniques rewrite the fields after the first group; the budget scaler
+    rewrites `width` and `channel_delta`.
+    """
+
+    stages: tuple[StageSpec, ...]
+    stem_channels: int = 8
+    width: float = 1.0
+    # Per-stage channel corrections (stem first) that the budget scaler applies after `width`.
+    channel_delta: tuple[int, ...] = ()
+    downsample: str = "maxpool"  # "maxpool" (2x2 max pool) | "stride" (stride-2 conv)
+
+    # Set by architecture techniques.
+    separable_from: int | None = None  # stages with index >= this use depthwise-separable convs
+    kernel: int = 3  # kernel size of the depthwise convolution in separable blocks
+    head: str = "flatten"  # "flatten" (flatten + linear) | "gap" (global average pool + linear)
+    blur: int | None = None  # BlurPool filter size; None keeps plain downsampling
+    se_ratio: float | None = None  # Squeeze-and-Excitation hidden width ratio; None = no SE
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimiser and loop settings shared by every technique."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    # Whole-batch augmentation applied before any technique's batch slot.
+    crop_padding: int = 0
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: the architecture, the training recipe and the enabled techniques."""
+
+    arch: ArchSpec
+    train: TrainSpec = field(default_factory=TrainSpec)
+    # Enabled techniques by registered name, with their hyperparameters.
+    techniques: dict[str, dict[str, Value]] = field(default_factory=dict)
+    seed: int = 0

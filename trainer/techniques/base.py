@@ -1,0 +1,154 @@
+"""What every technique declares, and the fixed slots of the training loop it may fill.
+
+A technique is one class: its name, kind, hyperparameters (with defaults and search
+ranges) and the slot methods it overrides. The loop in `trainer/train.py` calls the slots
+in a fixed order, so where two techniques meet, a rule in `rules.py` decides the outcome,
+never the order in which code happens to run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from trainer.spec import ArchSpec
+
+Value = bool | int | float | str
+Kind = Literal["architecture", "training"]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One hyperparameter: its default and the range a search may draw it from.
+
+    Exactly one of (`low`, `high`) or `choices` describes the range.
+    """
+
+    name: str
+    default: Value
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Value, ...] | None = None
+    log: bool = False
+    integer: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise TypeError(f"hyper {self.name!r}: give either low and high, or choices")
+        self.check(self.default)
+
+    def describe(self) -> str:
+        """The accepted values, as shown in messages and in `search techniques`."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        kind = "integer" if self.integer else "number"
+        return f"{kind} in [{self.low:g}, {self.high:g}]" + (" (log scale)" if self.log else "")
+
+    def check(self, value: object) -> Value:
+        """Return `value` if it is accepted, else raise ValueError naming what is."""
+        if self.choices is not None:
+            if value in self.choices and type(value) is type(self.choices[0]):
+                return value  # type: ignore[return-value]
+        elif isinstance(value, bool):
+            pass
+        elif isinstance(value, int | float) and math.isfinite(value):
+            if self.integer and not float(value).is_integer():
+                raise ValueError(f"{self.name} = {value!r}: expected {self.describe()}")
+            if self.low <= value <= self.high:  # type: ignore[operator]
+                return int(value) if self.integer else float(value)
+        raise ValueError(f"{self.name} = {value!r}: expected {self.describe()}")
+
+
+class Technique:
+    """Base class: one configured technique. Subclasses override only the slots they fill.
+
+    Slots, in the order the loop calls them:
+      - `configure_arch`: architecture techniques rewrite the architecture spec.
+      - `batch`: training techniques transform a normalised batch and its soft targets.
+      - `step`: the one technique owning the optimisation step (SAM) replaces it.
+      - `make_scheduler`: the one technique owning the learning rate schedule (one-cycle).
+      - `averaging_start`, `averaging_scheduler`, `after_epoch`, `finalize`: weight
+        averaging (SWA), which owns the learning rate from its first averaging epoch on.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    summary: ClassVar[str]
+    hypers: ClassVar[tuple[Hyper, ...]] = ()
+    # Position among batch transforms; lower runs first. See rules.py for why each is where it is.
+    batch_order: ClassVar[int] = 0
+
+    def __init__(self, **params: Value) -> None:
+        known = {h.name: h for h in self.hypers}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            accepted = ", ".join(known) or "none"
+            raise ValueError(
+                f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; accepted: {accepted}"
+            )
+        self.params: dict[str, Value] = {
+            h.name: h.check(params[h.name]) if h.name in params else h.default
+            for h in self.hypers
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- architecture slot -------------------------------------------------------------
+    def configure_arch(self, arch: ArchSpec) -> ArchSpec:
+        return arch
+
+    # -- training slots ----------------------------------------------------------------
+    def batch(
+        self, x: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform a normalised float batch (N, C, H, W) and its soft targets (N, K)."""
+        return x, targets
+
+    def step(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+    ) -> torch.Tensor:
+        """One optimisation step on this batch; returns the loss at the current weights."""
+        raise NotImplementedError
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """A scheduler stepped once per optimiser step, for exactly `total_steps` steps."""
+        raise NotImplementedError
+
+    def averaging_start(self, epochs: int) -> int:
+        """The first epoch (0-based) of the averaging phase; from there this technique owns
+        the learning rate and `after_epoch` is called at the end of every epoch."""
+        raise NotImplementedError
+
+    def averaging_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """The scheduler of the averaging phase, stepped once per optimiser step."""
+        raise NotImplementedError
+
+    def after_epoch(self, model: nn.Module) -> None:
+        """Called at the end of every epoch of the averaging phase."""
+
+    def finalize(self, model: nn.Module, clean_batches: Callable[[], object]) -> nn.Module:
+        """Return the model to evaluate; `clean_batches()` yields un-augmented train batches."""
+        return model
+
+    # Which slots a subclass fills, read off the methods it overrides.
+    @classmethod
+    def fills(cls, slot: str) -> bool:
+        return getattr(cls, slot) is not getattr(Technique, slot)
