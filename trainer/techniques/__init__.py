@@ -1,0 +1,59 @@
+"""The registered techniques: one file each, one line in `_TECHNIQUES` to add another.
+
+The space, the CLI listing, the export columns and the tests all derive from `REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from trainer.techniques import rules
+from trainer.techniques.base import Hyper, Technique, Value
+from trainer.techniques.blurpool import BlurPool
+from trainer.techniques.cutout import Cutout
+from trainer.techniques.depthwise import Depthwise
+from trainer.techniques.gap import GlobalAvgPool
+from trainer.techniques.label_smoothing import LabelSmoothing
+from trainer.techniques.mixup import Mixup
+from trainer.techniques.one_cycle import OneCycle
+from trainer.techniques.sam import SAM
+from trainer.techniques.squeeze_excite import SqueezeExcitation
+from trainer.techniques.swa import SWA
+
+# Architecture first, then batch transforms in batch_order, then step, schedule, averaging:
+# `build` returns techniques in this order.
+_TECHNIQUES: tuple[type[Technique], ...] = (
+    Depthwise,
+    GlobalAvgPool,
+    BlurPool,
+    SqueezeExcitation,
+    Cutout,
+    Mixup,
+    LabelSmoothing,
+    SAM,
+    OneCycle,
+    SWA,
+)
+
+REGISTRY: dict[str, type[Technique]] = {cls.name: cls for cls in _TECHNIQUES}
+
+
+def build(techniques: dict[str, dict[str, Value]]) -> list[Technique]:
+    """Instantiate the enabled techniques, in registry order, after checking every rule.
+
+    Raises ValueError for an unknown technique or hyperparameter, a value out of range, an
+    exclusive pair, or two techniques filling a single-owner slot.
+    """
+    unknown = sorted(set(techniques) - set(REGISTRY))
+    if unknown:
+        raise ValueError(
+            f"unknown technique(s) {', '.join(unknown)}; accepted: {', '.join(REGISTRY)}"
+        )
+    rules.check(set(techniques))
+    built = [cls(**techniques[name]) for name, cls in REGISTRY.items() if name in techniques]
+    for slot in rules.ONE_OWNER_SLOTS:
+        owners = [t.name for t in built if t.fills(slot)]
+        if len(owners) > 1:
+            raise ValueError(f"{' and '.join(owners)} both fill the {slot!r} slot; at most one may")
+    return built
+
+
+__all__ = ["REGISTRY", "Hyper", "Technique", "Value", "build"]

@@ -1,0 +1,25 @@
+"""Global average pooling head (Lin et al., "Network in Network")."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from trainer.techniques.base import Technique
+
+if TYPE_CHECKING:
+    from trainer.spec import ArchSpec
+
+
+class GlobalAvgPool(Technique):
+    """Spatial mean then a small linear classifier, instead of flatten + a large linear layer.
+
+    In a small CNN the flattened head often holds most of the parameters; this removes them.
+    """
+
+    name = "gap"
+    kind = "architecture"
+    summary = "global average pooling head instead of flatten + linear"
+
+    def configure_arch(self, arch: ArchSpec) -> ArchSpec:
+        return replace(arch, head="gap")
