@@ -1,0 +1,107 @@
+"""Where two techniques meet, a declared rule decides the outcome, never code order.
+
+A "resolution" rule allows both and says which technique owns what; the loop and the
+techniques implement it, and tests check it. An "exclusive" rule forbids the pair. Besides
+pairs, some loop slots have a single owner (`ONE_OWNER_SLOTS`), checked by `build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+RuleKind = Literal["resolution", "exclusive"]
+
+# Loop slots that at most one enabled technique may fill: the optimisation step, the
+# learning rate schedule, and weight averaging (identified by its first slot).
+ONE_OWNER_SLOTS: tuple[str, ...] = ("step", "make_scheduler", "averaging_start")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How two techniques combine (`resolution`) or that they may not (`exclusive`)."""
+
+    techniques: tuple[str, str]
+    kind: RuleKind
+    decision: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("resolution", "exclusive"):
+            raise ValueError(f"rule kind {self.kind!r}: expected 'resolution' or 'exclusive'")
+        if self.techniques[0] == self.techniques[1]:
+            raise ValueError(f"rule names {self.techniques[0]!r} twice")
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        ("swa", "one_cycle"),
+        "resolution",
+        "one_cycle runs its whole cycle over the steps before averaging begins; from the "
+        "first averaging epoch SWA's SWALR owns the learning rate.",
+        "Both schedule the learning rate; a cycle cut short by averaging would never anneal.",
+    ),
+    Rule(
+        ("sam", "mixup"),
+        "resolution",
+        "The batch is mixed once per step, in the batch slot; both SAM passes see that batch.",
+        "SAM's ascent and descent must be taken on the same loss.",
+    ),
+    Rule(
+        ("sam", "cutout"),
+        "resolution",
+        "Holes are cut once per step, in the batch slot; both SAM passes see the same holes.",
+        "SAM's ascent and descent must be taken on the same loss.",
+    ),
+    Rule(
+        ("sam", "one_cycle"),
+        "resolution",
+        "The scheduler steps once per SAM update, not once per forward/backward pass.",
+        "total_steps counts optimiser steps; two passes are one step.",
+    ),
+    Rule(
+        ("sam", "swa"),
+        "resolution",
+        "SWA averages the weights SAM produced; BatchNorm statistics are recomputed on clean "
+        "batches, since SAM's second pass never updates them.",
+        "They act on different slots (step vs averaging) and compose.",
+    ),
+    Rule(
+        ("mixup", "label_smoothing"),
+        "resolution",
+        "Targets are one-hots mixed by Mixup, then smoothed exactly once by label_smoothing "
+        "in the batch slot; the loss never smooths.",
+        "Smoothing twice (mixed smoothed targets into a smoothing loss) is a silent bug.",
+    ),
+    Rule(
+        ("cutout", "mixup"),
+        "resolution",
+        "Cutout cuts one hole per image before Mixup mixes images (lower batch_order).",
+        "The paper's hole is per image; cutting after mixing would blank both sources at once.",
+    ),
+    Rule(
+        ("mixup", "swa"),
+        "resolution",
+        "The averaged model's BatchNorm statistics are recomputed on clean, un-mixed batches.",
+        "Test inputs are never mixed; statistics of mixed inputs would not match them.",
+    ),
+    Rule(
+        ("blurpool", "depthwise"),
+        "resolution",
+        "The blur replaces each stage's downsampling whatever conv the stage uses.",
+        "Anti-aliasing concerns the subsampling, not the convolution before it.",
+    ),
+)
+
+
+def check(names: set[str], rules: tuple[Rule, ...] = RULES) -> None:
+    """Raise ValueError if two enabled techniques form an exclusive pair."""
+    for rule in rules:
+        if rule.kind == "exclusive" and set(rule.techniques) <= names:
+            a, b = rule.techniques
+            raise ValueError(f"{a} and {b} may not both be on: {rule.reason}")
+
+
+def rules_for(name: str, rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
+    """The rules that involve technique `name`, for listings."""
+    return tuple(rule for rule in rules if name in rule.techniques)
