@@ -1,0 +1,262 @@
+"""Registry, hyperparameters and rules; the batch and schedule techniques against their formulas."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer.spec import ArchSpec, StageSpec
+from trainer.techniques import REGISTRY, Technique, build, rules
+from trainer.techniques.cutout import Cutout, cutout_batch
+from trainer.techniques.label_smoothing import LabelSmoothing, smooth_labels
+from trainer.techniques.mixup import Mixup, mixup_batch, sample_lambda
+
+K = 10
+
+
+def one_hot(labels: list[int]) -> torch.Tensor:
+    return F.one_hot(torch.tensor(labels), K).float()
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# -- registry, hyperparameters, rules ---------------------------------------------------
+
+
+def test_registry_holds_the_ten_techniques_under_their_names() -> None:
+    assert len(REGISTRY) == 10
+    for name, cls in REGISTRY.items():
+        assert cls.name == name
+        assert cls.kind in ("architecture", "training")
+        assert cls.summary and "\n" not in cls.summary
+
+
+@pytest.mark.parametrize("cls", REGISTRY.values(), ids=REGISTRY.keys())
+def test_defaults_lie_in_their_ranges(cls: type[Technique]) -> None:
+    for hyper in cls.hypers:
+        assert hyper.check(hyper.default) == hyper.default
+    assert cls().params == {h.name: h.default for h in cls.hypers}
+
+
+@pytest.mark.parametrize("cls", REGISTRY.values(), ids=REGISTRY.keys())
+def test_each_technique_fills_only_the_slots_of_its_kind(cls: type[Technique]) -> None:
+    slots = ("configure_arch", "batch", "step", "make_scheduler", "averaging_start")
+    filled = {slot for slot in slots if cls.fills(slot)}
+    assert len(filled) == 1
+    assert (filled == {"configure_arch"}) == (cls.kind == "architecture")
+
+
+def test_batch_order_cutout_then_mixup_then_label_smoothing() -> None:
+    assert Cutout.batch_order < Mixup.batch_order < LabelSmoothing.batch_order
+
+
+def test_build_returns_configured_techniques_in_registry_order() -> None:
+    built = build({"swa": {}, "mixup": {"alpha": 0.2}, "cutout": {"size": 12}})
+    assert [t.name for t in built] == ["cutout", "mixup", "swa"]
+    assert built[0].params == {"size": 12, "p": 1.0}
+    assert built[1].params == {"alpha": 0.2}
+
+
+def test_unknown_technique_lists_accepted_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown technique.*mixupp.*accepted: depthwise, gap"):
+        build({"mixupp": {}})
+
+
+def test_unknown_hyper_lists_accepted_hypers() -> None:
+    with pytest.raises(ValueError, match=r"sam: unknown hyperparameter.*radius; accepted: rho"):
+        build({"sam": {"radius": 0.1}})
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "expected"),
+    [
+        ("label_smoothing", {"eps": 0.5}, r"eps = 0.5: expected number in \[0, 0.3\]"),
+        ("cutout", {"size": 8.5}, r"size = 8.5: expected integer in \[2, 20\]"),
+        ("depthwise", {"kernel": 7}, "kernel = 7: expected one of 3, 5"),
+        ("sam", {"adaptive": 1}, "adaptive = 1: expected one of False, True"),
+        ("mixup", {"alpha": float("nan")}, "alpha = nan: expected number"),
+    ],
+)
+def test_out_of_range_values_name_what_is_accepted(
+    name: str, params: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        build({name: params})  # type: ignore[dict-item]
+
+
+def test_rules_name_registered_pairs_once() -> None:
+    pairs = [frozenset(rule.techniques) for rule in rules.RULES]
+    assert len(pairs) == len(set(pairs))
+    for rule in rules.RULES:
+        assert set(rule.techniques) <= set(REGISTRY)
+        assert rule.decision and rule.reason
+    assert {frozenset(("swa", "one_cycle")), frozenset(("sam", "mixup"))} <= set(pairs)
+
+
+def test_rules_for_lists_the_rules_of_a_technique() -> None:
+    swa_rules = rules.rules_for("swa")
+    assert swa_rules and all("swa" in rule.techniques for rule in swa_rules)
+    assert rules.rules_for("gap") == ()
+
+
+def test_check_rejects_an_exclusive_pair_only_when_both_are_on() -> None:
+    exclusive = (rules.Rule(("sam", "mixup"), "exclusive", "pick one", "for the test"),)
+    rules.check({"sam", "cutout"}, exclusive)
+    with pytest.raises(ValueError, match="sam and mixup may not both be on: for the test"):
+        rules.check({"sam", "mixup", "gap"}, exclusive)
+    with pytest.raises(ValueError, match="kind"):
+        rules.Rule(("sam", "mixup"), "maybe", "", "")  # type: ignore[arg-type]
+
+
+def test_build_rejects_two_owners_of_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    class OtherStep(Technique):
+        name = "other_step"
+        kind = "training"
+        summary = "a second step owner"
+
+        def step(self, model, loss_fn, x, targets, optimizer):  # type: ignore[no-untyped-def]
+            raise AssertionError
+
+    monkeypatch.setitem(REGISTRY, "other_step", OtherStep)
+    with pytest.raises(ValueError, match="sam and other_step both fill the 'step' slot"):
+        build({"sam": {}, "other_step": {}})
+
+
+# -- architecture techniques ------------------------------------------------------------
+
+ARCH = ArchSpec(stages=(StageSpec(8), StageSpec(16)))
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "changes"),
+    [
+        ("depthwise", {"kernel": 5, "first_stage": 1}, {"separable_from": 1, "kernel": 5}),
+        ("depthwise", {}, {"separable_from": 0, "kernel": 3}),
+        ("gap", {}, {"head": "gap"}),
+        ("blurpool", {"size": 4}, {"blur": 4}),
+        ("se", {"ratio": 0.125}, {"se_ratio": 0.125}),
+    ],
+)
+def test_architecture_techniques_set_their_fields_only(
+    name: str, params: dict[str, object], changes: dict[str, object]
+) -> None:
+    (technique,) = build({name: params})  # type: ignore[dict-item]
+    arch = technique.configure_arch(ARCH)
+    assert {k: getattr(arch, k) for k in changes} == changes
+    assert arch.stages == ARCH.stages and arch.stem_channels == ARCH.stem_channels
+
+
+# -- label smoothing, mixup, cutout -----------------------------------------------------
+
+
+def test_smoothed_target_is_standard_form_and_sums_to_one() -> None:
+    targets = one_hot([3, 0])
+    smoothed = smooth_labels(targets, 0.1)
+    assert smoothed[0, 3].item() == pytest.approx(0.9 + 0.1 / K)
+    assert smoothed[0, 0].item() == pytest.approx(0.1 / K)  # eps / K, not eps / (K - 1)
+    torch.testing.assert_close(smoothed.sum(1), torch.ones(2))
+    # Same target as PyTorch's own label smoothing: equal losses.
+    logits = torch.randn(2, K, generator=gen())
+    torch.testing.assert_close(
+        F.cross_entropy(logits, smoothed),
+        F.cross_entropy(logits, torch.tensor([3, 0]), label_smoothing=0.1),
+    )
+
+
+def test_mixup_batch_formula_and_lambda_one_changes_nothing() -> None:
+    x = torch.randn(4, 1, 5, 5, generator=gen())
+    targets = one_hot([0, 1, 2, 3])
+    perm = torch.tensor([2, 0, 3, 1])
+    mixed_x, mixed_t = mixup_batch(x, targets, 0.7, perm)
+    torch.testing.assert_close(mixed_x, 0.7 * x + 0.3 * x[perm])
+    torch.testing.assert_close(mixed_t[0], torch.tensor([0.7, 0, 0.3] + [0.0] * 7))
+    same_x, same_t = mixup_batch(x, targets, 1.0, perm)
+    torch.testing.assert_close(same_x, x)
+    torch.testing.assert_close(same_t, targets)
+
+
+def test_mixup_lambda_is_beta_distributed_and_reproducible() -> None:
+    g = gen(1)
+    draws = torch.tensor([sample_lambda(0.5, g) for _ in range(2000)])
+    assert ((draws >= 0) & (draws <= 1)).all()
+    assert draws.mean().item() == pytest.approx(0.5, abs=0.03)
+    assert draws.var().item() == pytest.approx(1 / 8, abs=0.01)  # Beta(a, a): 1 / (4(2a + 1))
+    x, targets = torch.randn(8, 1, 4, 4, generator=gen()), one_hot(list(range(8)))
+    a, b = Mixup().batch(x, targets, gen(5)), Mixup().batch(x, targets, gen(5))
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a[0], x)
+
+
+def test_mixup_then_label_smoothing_smooths_once() -> None:
+    x, targets = torch.randn(8, 1, 4, 4, generator=gen()), one_hot(list(range(8)))
+    mixed_x, mixed_t = Mixup().batch(x, targets, gen(3))
+    techniques = build({"label_smoothing": {"eps": 0.2}, "mixup": {}})
+    assert [t.name for t in techniques] == ["mixup", "label_smoothing"]
+    out_x, out_t = x, targets
+    for technique in techniques:
+        out_x, out_t = technique.batch(out_x, out_t, gen(3))
+    torch.testing.assert_close(out_x, mixed_x)
+    torch.testing.assert_close(out_t, 0.8 * mixed_t + 0.2 / K)
+    torch.testing.assert_close(out_t.sum(1), torch.ones(8))
+
+
+def holes(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Per-image count of pixels zeroed (over all channels at once)."""
+    return ((out == 0) & (x != 0)).all(1).sum((1, 2))
+
+
+@pytest.mark.parametrize("size", [2, 5, 8])
+def test_cutout_zeroes_one_square_of_the_given_side(size: int) -> None:
+    x = torch.rand(3, 2, 16, 16) + 1  # no zeros of its own
+    cy, cx = torch.tensor([8, 0, 15]), torch.tensor([7, 0, 6])
+    out = cutout_batch(x, size, cy, cx, torch.tensor([True, True, False]))
+    clipped = size - size // 2  # centre at the corner: only rows/cols >= centre survive
+    assert holes(x, out).tolist() == [size * size, clipped * clipped, 0]
+    # Exactly the square [c - size // 2, c - size // 2 + size) in the interior case.
+    top, left = 8 - size // 2, 7 - size // 2
+    assert (out[0, :, top : top + size, left : left + size] == 0).all()
+    assert (out == 0).sum() == 2 * (size * size + clipped * clipped)
+    torch.testing.assert_close(out[2], x[2])
+
+
+def test_cutout_hole_larger_than_image_is_clipped() -> None:
+    x = torch.rand(1, 1, 8, 8) + 1
+    out = cutout_batch(x, 20, torch.tensor([4]), torch.tensor([4]), torch.tensor([True]))
+    assert (out == 0).all()
+
+
+def test_cutout_technique_probability() -> None:
+    x, targets = torch.rand(64, 1, 12, 12) + 1, one_hot([0] * 64)
+    out, out_t = Cutout(p=0.0).batch(x, targets, gen())
+    torch.testing.assert_close(out, x)
+    out, out_t = Cutout(size=4, p=1.0).batch(x, targets, gen())
+    counts = holes(x, out)
+    assert ((counts > 0) & (counts <= 16)).all()  # one hole each, some clipped at borders
+    torch.testing.assert_close(out_t, targets)
+    half = holes(x, Cutout(size=4, p=0.5).batch(x, targets, gen())[0])
+    assert 16 < (half > 0).sum().item() < 48
+
+
+# -- one-cycle ---------------------------------------------------------------------------
+
+
+def test_one_cycle_peaks_at_max_lr_and_ends_near_zero() -> None:
+    total, max_lr, pct = 100, 0.4, 0.3
+    (technique,) = build({"one_cycle": {"max_lr": max_lr, "pct_start": pct}})
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05, momentum=0.9)
+    scheduler = technique.make_scheduler(optimizer, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(max_lr / 25)
+    peak = max(range(total), key=lrs.__getitem__)
+    assert peak == round(pct * total) - 1  # the (pct * total)-th step, counted from 1
+    assert lrs[peak] == pytest.approx(max_lr)
+    assert lrs[-1] == pytest.approx(max_lr / (25 * 1e4))
+    with pytest.raises(ValueError, match="number of total steps is 100"):
+        scheduler.step()
