@@ -67,3 +67,7 @@ class TrialSpec:
     # Enabled techniques by registered name, with their hyperparameters.
     techniques: dict[str, dict[str, Value]] = field(default_factory=dict)
     seed: int = 0
+    # Parameter budget: "scale" widens or narrows the network to land just under it,
+    # "reject" refuses a configuration over it. None: train the architecture as given.
+    budget: int | None = None
+    budget_policy: str = "scale"

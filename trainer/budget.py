@@ -1,0 +1,109 @@
+"""Budget-matched width scaling: every configuration is compared at the same model size.
+
+A technique that adds parameters (SE) must pay for them with width, and one that saves
+them (depthwise, GAP) gets width back, or an ablation compares sizes instead of techniques.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from trainer import techniques as registry
+from trainer.measure import count_params, meta_model
+from trainer.spec import ArchSpec, TrialSpec
+
+POLICIES = ("scale", "reject")
+
+
+class BudgetError(ValueError):
+    """A configuration that cannot be brought within its parameter budget."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    arch: ArchSpec
+    params: int
+
+
+def params_of(arch: ArchSpec, in_shape: tuple[int, int, int], num_classes: int) -> int:
+    return count_params(meta_model(arch, in_shape, num_classes))
+
+
+def fit_to_budget(
+    arch: ArchSpec,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    budget: int,
+    *,
+    tolerance: float = 0.02,
+    max_delta: int = 3,
+) -> Fit:
+    """Scale `arch` so its parameter count lands in [budget * (1 - tolerance), budget].
+
+    First a bisection on the width multiplier finds the widest uniform scaling within the
+    budget. Channel counts are integers, so at 1.5K parameters one channel more can cost
+    100 parameters, more than the 2% window; a search over small per-stage channel
+    corrections (at most two stages changed, each by at most `max_delta`) then picks the
+    largest count still within the budget.
+    """
+
+    def count(a: ArchSpec) -> int:
+        return params_of(a, in_shape, num_classes)
+
+    base = replace(arch, width=1.0, channel_delta=())
+    low, high = 0.0, 1.0
+    while count(replace(base, width=high)) <= budget:  # grow until the budget is exceeded
+        low, high = high, high * 2
+        if high > 1024:
+            raise BudgetError(f"the network cannot reach {budget} parameters by widening")
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (mid, high) if count(replace(base, width=mid)) <= budget else (low, mid)
+    if low == 0.0:
+        smallest = count(replace(base, width=1e-9))
+        raise BudgetError(
+            f"even one channel per stage needs {smallest} parameters, over the budget of {budget}"
+        )
+    scaled = replace(base, width=low)
+    n = len(arch.stages) + 1
+    best = Fit(scaled, count(scaled))
+    lower = budget * (1 - tolerance)
+    if best.params >= lower:
+        return best
+    steps = [d for d in range(-max_delta, max_delta + 1) if d]
+    for stages in itertools.chain(
+        itertools.combinations(range(n), 1), itertools.combinations(range(n), 2)
+    ):
+        for deltas in itertools.product(steps, repeat=len(stages)):
+            delta = [0] * n
+            for s, d in zip(stages, deltas, strict=True):
+                delta[s] = d
+            candidate = replace(scaled, channel_delta=tuple(delta))
+            params = count(candidate)
+            if best.params < params <= budget:
+                best = Fit(candidate, params)
+                if params >= lower:
+                    return best
+    raise BudgetError(
+        f"the closest fit has {best.params} parameters, outside [{lower:.0f}, {budget}]"
+    )
+
+
+def resolve_arch(spec: TrialSpec, in_shape: tuple[int, int, int], num_classes: int) -> Fit:
+    """The architecture a trial trains: rewritten by its architecture techniques, then
+    fitted to its budget. Deterministic, so the search driver and the trial agree, and the
+    driver can refuse an over-budget configuration before anything is trained."""
+    arch = spec.arch
+    for technique in registry.build(spec.techniques):
+        arch = technique.configure_arch(arch)
+    if spec.budget is None:
+        return Fit(arch, params_of(arch, in_shape, num_classes))
+    if spec.budget_policy == "scale":
+        return fit_to_budget(arch, in_shape, num_classes, spec.budget)
+    if spec.budget_policy != "reject":
+        raise ValueError(f"budget policy {spec.budget_policy!r}: expected one of {POLICIES}")
+    params = params_of(arch, in_shape, num_classes)
+    if params > spec.budget:
+        raise BudgetError(f"{params} parameters, over the budget of {spec.budget}")
+    return Fit(arch, params)
