@@ -1,0 +1,1 @@
+"""Orchestration: the `search` command, the Optuna study, the Ray Tune runner, export."""

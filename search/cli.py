@@ -1,0 +1,227 @@
+"""The `search` command: a table of subcommands, each a function with its own arguments.
+
+Every input is validated (space, data, storage) before the study is touched, so bad
+input costs one message and exit status 2, and leaves the storage as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+from search import export
+from search import study as studies
+from search.errors import UsageError
+from search.study import StudyConfig
+from spaces import Space, SpaceError, load, preset_names
+from trainer.data import DataError, Splits, load_dataset, make_splits
+from trainer.techniques import REGISTRY, rules
+
+RUNS = Path("runs")
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: expected a positive {kind.__name__}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a fraction of a GPU in [0, 1]")
+    return value
+
+
+def _load_splits(space: Space, data_dir: str | None, seed: int) -> Splits:
+    data = load_dataset(space.data.dataset, data_dir, resize=space.data.resize)
+    return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
+
+
+def _run_study(study, config: StudyConfig, args: argparse.Namespace) -> int:
+    """Run the study to its target, print progress and the Pareto front."""
+    from search import runner  # Ray is imported only when trials are about to run
+
+    space = config.space()
+    splits = _load_splits(space, config.data_dir, config.seed)
+    orphans = studies.fail_orphans(study)
+    if orphans:
+        print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
+    done, _ = studies.progress(study)
+    print(
+        f"study {study.study_name!r}: {space.name}, {done}/{config.trials} trials done, "
+        f"{args.parallel} in parallel on {len(splits.y_train)} train / "
+        f"{len(splits.y_val)} validation images"
+    )
+    start = time.perf_counter()
+
+    def on_update(message: str) -> None:
+        done, _ = studies.progress(study)
+        failed = sum(
+            t.state.name == "FAIL" and studies.counted(t) for t in study.get_trials(deepcopy=False)
+        )
+        best = max((t.values[0] for t in study.best_trials), default=float("nan"))
+        print(
+            f"[{done}/{config.trials}] {message} | failed {failed}, best {space.objectives[0]} "
+            f"{best:.4f}, {time.perf_counter() - start:.0f}s",
+            flush=True,
+        )
+
+    interrupted = runner.run_study(
+        study,
+        space,
+        config,
+        splits,
+        parallel=args.parallel,
+        gpus_per_trial=args.gpus_per_trial,
+        address=args.address,
+        runs_dir=RUNS,
+        on_update=on_update,
+    )
+    print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
+    print(export.summary(export.rows(study, config, only_pareto=True), space.objectives))
+    if interrupted:
+        print(
+            f"\ninterrupted: {interrupted} running trial(s) recorded as interrupted; "
+            f"continue with: search resume {study.study_name}"
+        )
+        return 130
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    space = load(args.space)
+    config = StudyConfig(
+        space_source=space.source,
+        trials=args.trials or space.trials,
+        seed=args.seed,
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        epochs=args.epochs,
+        weights_dir=str((RUNS / "weights").resolve()),
+    )
+    _load_splits(config.space(), config.data_dir, config.seed)  # bad data fails before storage
+    storage = studies.open_storage(args.storage)
+    name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = studies.create_or_load(storage, name, space, config)
+    if args.trials:  # continuing with a new target
+        study.set_user_attr("trials", args.trials)
+    return _run_study(study, studies.load_config(study), args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    storage = studies.open_storage(args.storage)
+    study = studies.load_study(storage, args.study)
+    config = studies.load_config(study)
+    if args.data_dir:
+        config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
+    return _run_study(study, config, args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    storage = studies.open_storage(args.storage)
+    study = studies.load_study(storage, args.study)
+    config = studies.load_config(study)
+    table = export.rows(study, config, only_pareto=args.pareto)
+    if args.test:
+        data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else config.data_dir
+        splits = _load_splits(config.space(), data_dir, config.seed)
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for row in table:
+            trial = by_number[row["number"]]
+            if row["pareto"]:
+                row["test_accuracy"] = export.test_accuracy(trial, config, splits, study.study_name)
+    text = export.write(table, args.format, Path(args.output) if args.output else None)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in preset_names():
+        print(f"{name:24} {load(name).description}")
+    return 0
+
+
+def cmd_techniques(args: argparse.Namespace) -> int:
+    for name, cls in REGISTRY.items():
+        print(f"{name} ({cls.kind}): {cls.summary}")
+        for hyper in cls.hypers:
+            print(f"    {name}.{hyper.name:16} default {hyper.default!r:8} {hyper.describe()}")
+        for rule in rules.rules_for(name):
+            print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
+    return 0
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        help=f"Optuna storage URL or journal file (default {studies.DEFAULT_STORAGE})",
+    )
+
+
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel", type=_positive(int), default=1, help="trials at once")
+    p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
+    p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
+    p.add_argument("--data-dir", help="where data sets are read from")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="search", description="Ablation search for efficient CNNs.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a study, or continue one of the same name")
+    p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
+    p.add_argument("--trials", type=_positive(int), help="trial target (default: the preset's)")
+    p.add_argument("--study", help="study name (default: <preset>-<date>-<time>)")
+    p.add_argument("--epochs", type=_positive(int), help="override the preset's epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampler, split and training")
+    _storage_arg(p)
+    _runner_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted study to its trial target")
+    p.add_argument("study")
+    _storage_arg(p)
+    _runner_args(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("export", help="write a study's trials as CSV or JSON")
+    p.add_argument("study")
+    _storage_arg(p)
+    p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
+    p.add_argument("--format", choices=export.FORMATS, default="csv")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
+    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    p.set_defaults(func=cmd_export)
+
+    sub.add_parser("list", help="the shipped presets").set_defaults(func=cmd_list)
+    sub.add_parser("techniques", help="the registered techniques").set_defaults(func=cmd_techniques)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return args.func(args)
+    except (UsageError, SpaceError, DataError) as err:
+        print(f"search: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("search: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""A study as rows: one per trial, objectives and every technique's switch and
+hyperparameters as `.`-named columns, and, on request, the test accuracy of the Pareto
+trials. Selection always used the validation split; the test set is read only here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import UsageError
+from search.study import StudyConfig
+from spaces import Space
+from trainer.budget import resolve_arch
+from trainer.data import DeviceData, Splits
+from trainer.models.net import Net
+from trainer.train import evaluate
+
+FORMATS = ("csv", "json")
+EXTRA = ("flops", "latency_iqr_ms", "train_seconds", "images_per_second")
+
+
+def pareto_numbers(study: optuna.Study) -> set[int]:
+    return {t.number for t in study.best_trials}
+
+
+def trial_row(trial: FrozenTrial, space: Space, seed: int, pareto: set[int]) -> dict[str, Any]:
+    objectives = dict(zip(space.objectives, trial.values or (), strict=False))
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "pareto": trial.number in pareto,
+        **{name: objectives.get(name) for name in space.objectives},
+        "accuracy_split": "validation",
+        **{k: trial.user_attrs.get(k) for k in EXTRA},
+        "failure": trial.user_attrs.get("failure"),
+        "reason": trial.user_attrs.get("reason"),
+    }
+    if trial.state != TrialState.RUNNING or trial.params:
+        row.update(space.columns(space.replay(trial.params, seed)))
+    return row
+
+
+def rows(study: optuna.Study, config: StudyConfig, *, only_pareto: bool) -> list[dict[str, Any]]:
+    space = config.space()
+    pareto = pareto_numbers(study)
+    trials = study.get_trials(deepcopy=False)
+    if only_pareto:
+        trials = [t for t in trials if t.number in pareto]
+    return [trial_row(t, space, config.seed, pareto) for t in trials]
+
+
+def test_accuracy(
+    trial: FrozenTrial, config: StudyConfig, splits: Splits, study_name: str
+) -> float:
+    """Accuracy of a finished trial's saved weights on the test split."""
+    path = Path(config.weights_dir) / study_name / f"trial_{trial.number}.pt"
+    if not path.is_file():
+        raise UsageError(
+            f"no saved weights for trial {trial.number} at {path}; on a multi-machine cluster "
+            "the weights directory must be shared by every node"
+        )
+    spec = config.space().replay(trial.params, config.seed)
+    arch = resolve_arch(spec, splits.image_shape, splits.num_classes).arch
+    model = Net(arch, splits.image_shape, splits.num_classes)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    test = DeviceData(splits.x_test, splits.y_test, splits.mean, splits.std)
+    return evaluate(model, test)
+
+
+def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | None:
+    """Write `table` to `path` (atomically), or return it as text when no path is given."""
+    if fmt == "csv":
+        text = pd.DataFrame(table).to_csv(index=False)
+    else:
+        text = json.dumps(table, indent=2, default=str)
+    if path is None:
+        return text
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+    return None
+
+
+def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
+    """The human-readable table the run prints: objectives and the techniques that were on."""
+    if not table:
+        return "(no finished trials)"
+    lines = []
+    for row in table:
+        on = sorted(
+            k.removesuffix(".enabled") for k, v in row.items() if k.endswith(".enabled") and v
+        )
+        lines.append(
+            {
+                "trial": row["number"],
+                **{o: row[o] for o in objectives},
+                "techniques": " + ".join(on) or "(none)",
+            }
+        )
+    frame = pd.DataFrame(lines).sort_values(objectives[0], ascending=False)
+    if "params" in frame:
+        frame["params"] = frame["params"].astype(int)
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")

@@ -1,0 +1,288 @@
+"""Reads and validates a preset file: every key known, every value in range, or one
+`SpaceError` that names the file, the key, the value and what is accepted.
+
+The technique section is checked against the technique registry, so a new technique is
+searchable as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spaces.space import (
+    OBJECTIVES,
+    SAMPLERS,
+    SWITCHES,
+    DataChoice,
+    HyperRange,
+    Space,
+    TechniqueChoice,
+)
+from trainer.budget import POLICIES
+from trainer.spec import ArchSpec, StageSpec, TrainSpec
+from trainer.techniques import REGISTRY, rules
+from trainer.techniques.base import Hyper
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+class SpaceError(ValueError):
+    """A preset that cannot be used; the message says where and what is accepted."""
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped preset by name, or a space file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SpaceError(f"space file {path} does not exist")
+        return path
+    preset = PRESETS / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        raise SpaceError(
+            f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())} "
+            "(or give the path of a .yaml space file)"
+        )
+    return preset
+
+
+def load(name_or_path: str) -> Space:
+    path = resolve(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise SpaceError(f"{path}: malformed YAML{where}: {problem}") from None
+    return parse(raw, str(path))
+
+
+class _Reader:
+    """Walks one mapping, remembering the key path for messages and refusing unknown keys."""
+
+    def __init__(self, raw: Any, where: str, path: str):
+        if not isinstance(raw, dict):
+            raise SpaceError(f"{where}: {path or 'the file'} must be a mapping, got {raw!r}")
+        self.raw, self.where, self.path = raw, where, path
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, value: Any, expected: str) -> SpaceError:
+        return SpaceError(f"{self.where}: {self._key(key)} = {value!r}: expected {expected}")
+
+    def only(self, *keys: str) -> None:
+        unknown = sorted(set(self.raw) - set(keys), key=str)
+        if unknown:
+            raise SpaceError(
+                f"{self.where}: unknown key(s) {', '.join(map(repr, unknown))} in "
+                f"{self.path or 'the top level'}; accepted: {', '.join(keys)}"
+            )
+
+    def section(self, key: str, required: bool = True) -> _Reader:
+        if key not in self.raw:
+            if required:
+                raise SpaceError(f"{self.where}: missing section {self._key(key)!r}")
+            return _Reader({}, self.where, self._key(key))
+        return _Reader(self.raw[key], self.where, self._key(key))
+
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        *,
+        low=None,
+        high=None,
+        choices: tuple[Any, ...] | None = None,
+    ) -> Any:
+        if key not in self.raw:
+            if default is ...:
+                raise SpaceError(f"{self.where}: missing key {self._key(key)!r}")
+            return default
+        value = self.raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, value, " or ".join(k.__name__ for k in kinds))
+        if value is None and default is None:
+            return None
+        if not isinstance(value, kinds):
+            raise self.fail(key, value, " or ".join(k.__name__ for k in kinds))
+        if choices is not None and value not in choices:
+            raise self.fail(key, value, "one of " + ", ".join(map(repr, choices)))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.fail(key, value, f"a value in [{low}, {high}]")
+        return value
+
+
+def _hyper_range(reader: _Reader, hyper: Hyper) -> HyperRange:
+    """A hyperparameter as declared: a scalar fixes it, a list gives choices, a mapping
+    {low, high, log} a range; each inside the registered range. Omitted: the registered range."""
+    if hyper.name not in reader.raw:
+        if hyper.choices is not None:
+            return HyperRange(hyper, choices=hyper.choices)
+        return HyperRange(hyper, low=hyper.low, high=hyper.high, log=hyper.log)
+    value = reader.raw[hyper.name]
+
+    def check(v: Any) -> Any:
+        try:
+            return hyper.check(v)
+        except ValueError:
+            raise reader.fail(hyper.name, v, hyper.describe()) from None
+
+    if isinstance(value, list):
+        if not value:
+            raise reader.fail(hyper.name, value, "a non-empty list of choices")
+        return HyperRange(hyper, choices=tuple(check(v) for v in value))
+    if isinstance(value, dict):
+        if hyper.choices is not None:
+            raise reader.fail(hyper.name, value, f"a value or list of values, {hyper.describe()}")
+        sub = reader.section(hyper.name)
+        sub.only("low", "high", "log")
+        low, high = check(sub.get("low", (int, float))), check(sub.get("high", (int, float)))
+        if low > high:
+            raise reader.fail(hyper.name, value, "low <= high")
+        return HyperRange(hyper, low=low, high=high, log=sub.get("log", bool, hyper.log))
+    return HyperRange(hyper, fixed=check(value))
+
+
+def _technique(reader: _Reader, name: str) -> TechniqueChoice:
+    cls = REGISTRY[name]
+    value = reader.raw[name]
+    if isinstance(value, str) or value is None:
+        switch = value if value is not None else "search"
+        if switch not in SWITCHES:
+            raise reader.fail(name, value, f"one of {', '.join(SWITCHES)}, or a mapping")
+        sub = _Reader({}, reader.where, f"{reader.path}.{name}")
+    else:
+        sub = reader.section(name)
+        sub.only("enabled", *(h.name for h in cls.hypers))
+        switch = sub.get("enabled", str, "search", choices=SWITCHES)
+        if switch == "off" and len(sub.raw) > 1:
+            raise SpaceError(
+                f"{reader.where}: {sub.path} is 'off' but declares hyperparameters "
+                f"{', '.join(k for k in sub.raw if k != 'enabled')}: remove them or enable it"
+            )
+    return TechniqueChoice(name, switch, {h.name: _hyper_range(sub, h) for h in cls.hypers})
+
+
+def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
+    raw = reader.raw.get("stages")
+    if not isinstance(raw, list) or not raw:
+        raise reader.fail("stages", raw, "a non-empty list of {channels, blocks, downsample}")
+    stages = []
+    for i, item in enumerate(raw):
+        stage = _Reader(item, reader.where, f"{reader.path}.stages[{i}]")
+        stage.only("channels", "blocks", "downsample")
+        stages.append(
+            StageSpec(
+                channels=stage.get("channels", int, low=1, high=4096),
+                blocks=stage.get("blocks", int, 1, low=1, high=16),
+                downsample=stage.get("downsample", bool, True),
+            )
+        )
+    return tuple(stages)
+
+
+def parse(raw: Any, where: str = "<space>") -> Space:
+    """Validate a loaded preset mapping into a `Space`."""
+    top = _Reader(raw, where, "")
+    top.only("name", "description", "data", "model", "budget", "train", "search", "techniques")
+
+    data = top.section("data")
+    data.only("dataset", "val_fraction", "resize")
+    resize = data.get("resize", list, None)
+    if resize is not None and (
+        len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize)
+    ):
+        raise data.fail("resize", resize, "[height, width] in pixels")
+    data_choice = DataChoice(
+        dataset=data.get("dataset", str),
+        val_fraction=data.get("val_fraction", (int, float), 0.1, low=0.01, high=0.5),
+        resize=tuple(resize) if resize else None,
+    )
+
+    model = top.section("model")
+    model.only("stem_channels", "stages", "downsample")
+    arch = ArchSpec(
+        stages=_stages(model),
+        stem_channels=model.get("stem_channels", int, 8, low=1, high=4096),
+        downsample=model.get("downsample", str, "maxpool", choices=("maxpool", "stride")),
+    )
+
+    budget = top.section("budget", required=False)
+    budget.only("params", "policy")
+
+    train = top.section("train", required=False)
+    defaults = TrainSpec()
+    train.only(*vars(defaults))
+    train_spec = TrainSpec(
+        epochs=train.get("epochs", int, defaults.epochs, low=1, high=10_000),
+        batch_size=train.get("batch_size", int, defaults.batch_size, low=1, high=65_536),
+        lr=train.get("lr", (int, float), defaults.lr, low=1e-6, high=10.0),
+        momentum=train.get("momentum", (int, float), defaults.momentum, low=0.0, high=0.999),
+        weight_decay=train.get(
+            "weight_decay", (int, float), defaults.weight_decay, low=0.0, high=0.1
+        ),
+        nesterov=train.get("nesterov", bool, defaults.nesterov),
+        crop_padding=train.get("crop_padding", int, defaults.crop_padding, low=0, high=16),
+        flip=train.get("flip", bool, defaults.flip),
+    )
+
+    search = top.section("search", required=False)
+    search.only("trials", "sampler", "objectives", "baseline")
+    objectives = search.get("objectives", list, list(OBJECTIVES))
+    if (
+        not objectives
+        or any(o not in OBJECTIVES for o in objectives)
+        or len(set(objectives)) != len(objectives)
+    ):
+        raise search.fail("objectives", objectives, f"distinct names among {', '.join(OBJECTIVES)}")
+
+    techniques = top.section("techniques")
+    unknown = sorted(set(techniques.raw) - set(REGISTRY), key=str)
+    if unknown:
+        raise SpaceError(
+            f"{where}: unknown technique(s) {', '.join(map(repr, unknown))}; "
+            f"registered: {', '.join(REGISTRY)}"
+        )
+    choices = {name: _technique(techniques, name) for name in REGISTRY if name in techniques.raw}
+    always = {n for n, c in choices.items() if c.switch == "on"}
+    try:
+        rules.check(always)
+    except ValueError as err:
+        raise SpaceError(f"{where}: techniques: contradictory declarations: {err}") from None
+
+    baseline = search.get("baseline", list, [])
+    for name in baseline:
+        if name not in choices or choices[name].switch == "off":
+            raise search.fail(
+                "baseline",
+                baseline,
+                "names of techniques the space declares and does not switch off",
+            )
+
+    space = Space(
+        name=top.get("name", str, Path(where).stem),
+        description=top.get("description", str, ""),
+        data=data_choice,
+        arch=arch,
+        train=train_spec,
+        techniques=choices,
+        budget=budget.get("params", int, None, low=1),
+        budget_policy=budget.get("policy", str, "scale", choices=POLICIES),
+        trials=search.get("trials", int, 20, low=1, high=1_000_000),
+        sampler=search.get("sampler", str, "tpe", choices=SAMPLERS),
+        objectives=tuple(objectives),
+        baseline=tuple(baseline),
+        source=raw,
+    )
+    return space

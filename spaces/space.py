@@ -1,0 +1,147 @@
+"""A search space: a validated preset file, and the code that turns an Optuna trial into a
+trainer spec.
+
+The space is define-by-run: `Space.suggest(trial)` asks Optuna for each switch and, only
+when a technique is on, for its hyperparameters. The same code replays a finished trial
+from its parameter dict through `optuna.trial.FixedTrial`, so export, re-training and
+resuming never re-implement the mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from trainer.spec import ArchSpec, TrainSpec, TrialSpec
+from trainer.techniques import REGISTRY
+from trainer.techniques.base import Hyper, Value
+
+OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency_ms": "minimize"}
+SAMPLERS = ("tpe", "nsga2", "random")
+SWITCHES = ("search", "on", "off")
+
+
+@dataclass(frozen=True)
+class HyperRange:
+    """What a space makes of one hyperparameter: a fixed value, choices, or a range."""
+
+    hyper: Hyper
+    fixed: Value | None = None
+    choices: tuple[Value, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Value:
+        if self.fixed is not None:
+            return self.fixed
+        if self.choices is not None:
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.hyper.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def default(self) -> Value:
+        """The registered default where this range admits it, else the nearest admitted value."""
+        d = self.hyper.default
+        if self.choices is not None:
+            return d if d in self.choices else self.choices[0]
+        return min(max(d, self.low), self.high)  # type: ignore[type-var]
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return repr(self.fixed)
+        if self.choices is not None:
+            return "{" + ", ".join(repr(c) for c in self.choices) + "}"
+        return f"[{self.low:g}, {self.high:g}]" + (" log" if self.log else "")
+
+
+@dataclass(frozen=True)
+class TechniqueChoice:
+    """One technique's declaration: searched, always on or off, and its hyperparameters."""
+
+    name: str
+    switch: str
+    hypers: dict[str, HyperRange]
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    dataset: str
+    val_fraction: float = 0.1
+    resize: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated preset. Build one with `spaces.load`."""
+
+    name: str
+    description: str
+    data: DataChoice
+    arch: ArchSpec
+    train: TrainSpec
+    techniques: dict[str, TechniqueChoice]
+    budget: int | None = None
+    budget_policy: str = "scale"
+    trials: int = 20
+    sampler: str = "tpe"
+    objectives: tuple[str, ...] = tuple(OBJECTIVES)
+    # Techniques on in the reference configuration the study trains first; the others off.
+    baseline: tuple[str, ...] = ()
+    source: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    def suggest(self, trial: optuna.Trial, seed: int = 0) -> TrialSpec:
+        """Ask `trial` for every searched switch and hyperparameter; return the spec."""
+        enabled: dict[str, dict[str, Value]] = {}
+        for name, choice in self.techniques.items():
+            on = choice.switch == "on" or (
+                choice.switch == "search"
+                and trial.suggest_categorical(f"{name}.enabled", [False, True])
+            )
+            if on:
+                enabled[name] = {
+                    h: r.suggest(trial, f"{name}.{h}") for h, r in choice.hypers.items()
+                }
+        return TrialSpec(
+            arch=self.arch,
+            train=self.train,
+            techniques=enabled,
+            seed=seed,
+            budget=self.budget,
+            budget_policy=self.budget_policy,
+        )
+
+    def baseline_params(self) -> dict[str, Value]:
+        """The parameters of the baseline configuration, with default hyperparameters."""
+        params: dict[str, Value] = {}
+        for name, choice in self.techniques.items():
+            on = choice.switch == "on" or name in self.baseline
+            if choice.switch == "search":
+                params[f"{name}.enabled"] = on
+            if on:
+                for h, r in choice.hypers.items():
+                    if r.fixed is None:
+                        params[f"{name}.{h}"] = r.default()
+        return params
+
+    def replay(self, params: dict[str, Value], seed: int = 0) -> TrialSpec:
+        """The spec of a finished trial, from its parameter dict."""
+        return self.suggest(optuna.trial.FixedTrial(params), seed)
+
+    def columns(self, spec: TrialSpec) -> dict[str, Value | None]:
+        """Every declared technique's switch and hyperparameters as flat `.`-named columns,
+        fixed ones included, so an exported row says exactly what the trial trained."""
+        row: dict[str, Value | None] = {}
+        for name in self.techniques:
+            params = spec.techniques.get(name)
+            row[f"{name}.enabled"] = params is not None
+            for hyper in REGISTRY[name].hypers:
+                row[f"{name}.{hyper.name}"] = None if params is None else params[hyper.name]
+        return row

@@ -1,0 +1,186 @@
+"""The one training loop every trial runs, read top to bottom.
+
+Techniques plug into fixed slots (see `trainer/techniques/base.py`): the architecture is
+rewritten before the model is built, batch transforms run on whole device tensors, one
+technique may own the optimisation step, one the schedule, and one the averaging phase.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer import techniques as registry
+from trainer.budget import resolve_arch
+from trainer.data import DeviceData, Splits
+from trainer.measure import count_flops, count_params, measure_latency
+from trainer.models.net import Net
+from trainer.spec import TrialSpec
+from trainer.techniques.base import Technique
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the trial's numbers mean nothing."""
+
+
+@dataclass
+class Result:
+    """What one trial measured. `accuracy` is on the validation split, never the test set."""
+
+    accuracy: float
+    params: int
+    flops: int
+    latency_ms: float
+    latency_iqr_ms: float
+    train_seconds: float
+    images_per_second: float
+    final_loss: float
+    model: nn.Module
+
+    def metrics(self) -> dict[str, float]:
+        """The plain numbers, for reporting across processes."""
+        return {k: v for k, v in vars(self).items() if k != "model"}
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets. It never smooths: label smoothing is a batch
+    transform, so mixed targets are smoothed exactly once."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def plain_step(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _owner(techniques: list[Technique], slot: str) -> Technique | None:
+    """The one technique filling `slot` (`registry.build` has rejected two owners)."""
+    return next((t for t in techniques if t.fills(slot)), None)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1024) -> float:
+    """Top-1 accuracy over `data`."""
+    model.eval()
+    correct = 0
+    for x, y in data.batches(batch_size):
+        correct += int((model(x).argmax(dim=1) == y).sum())
+    return correct / len(data)
+
+
+def train(
+    spec: TrialSpec,
+    splits: Splits,
+    *,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    latency_runs: int = 50,
+) -> Result:
+    """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = torch.device(device)
+    torch.manual_seed(spec.seed)
+    generator = torch.Generator(device).manual_seed(spec.seed)
+    techniques = registry.build(spec.techniques)
+    hp = spec.train
+    num_classes = splits.num_classes
+
+    # Architecture slot and budget, then the model.
+    arch = resolve_arch(spec, splits.image_shape, num_classes).arch
+    model = Net(arch, splits.image_shape, num_classes).to(device, memory_format=torch.channels_last)
+
+    train_data = DeviceData(splits.x_train, splits.y_train, splits.mean, splits.std, device)
+    val_data = DeviceData(splits.x_val, splits.y_val, splits.mean, splits.std, device)
+    batch_size = min(hp.batch_size, len(train_data))
+    steps_per_epoch = len(train_data) // batch_size  # drop_last: every step sees a full batch
+
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=hp.lr,
+        momentum=hp.momentum,
+        weight_decay=hp.weight_decay,
+        nesterov=hp.nesterov,
+    )
+    # Schedule slot. Rule swa x one_cycle: the schedule owner runs its whole course over the
+    # steps before averaging begins; the averaging technique owns the rest.
+    averager = _owner(techniques, "averaging_start")
+    averaging_epoch = averager.averaging_start(hp.epochs) if averager else hp.epochs
+    main_steps = averaging_epoch * steps_per_epoch
+    schedule_owner = _owner(techniques, "make_scheduler")
+    scheduler = (
+        schedule_owner.make_scheduler(optimizer, main_steps)
+        if schedule_owner and main_steps > 0
+        else None
+    )
+    step_owner = _owner(techniques, "step")
+    step = step_owner.step if step_owner else plain_step
+    batch_transforms = sorted(
+        (t for t in techniques if t.fills("batch")), key=lambda t: t.batch_order
+    )
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    for epoch in range(hp.epochs):
+        if averager and epoch == averaging_epoch:
+            scheduler = averager.averaging_scheduler(
+                optimizer, (hp.epochs - averaging_epoch) * steps_per_epoch
+            )
+        model.train()
+        loss_sum.zero_()
+        batches = train_data.batches(
+            batch_size,
+            generator=generator,
+            shuffle=True,
+            crop_padding=hp.crop_padding,
+            flip=hp.flip,
+            drop_last=True,
+        )
+        for x, y in batches:
+            targets = F.one_hot(y, num_classes).float()
+            for technique in batch_transforms:
+                x, targets = technique.batch(x, targets, generator)
+            with amp:
+                loss = step(model, soft_cross_entropy, x, targets, optimizer)
+            loss_sum += loss
+            if scheduler is not None:
+                scheduler.step()
+        # One host sync per epoch: a NaN in any step makes the sum NaN.
+        final_loss = float(loss_sum) / steps_per_epoch
+        if not torch.isfinite(torch.tensor(final_loss)):
+            raise Diverged(f"training loss became {final_loss} in epoch {epoch + 1}")
+        if averager and epoch >= averaging_epoch:
+            averager.after_epoch(model)
+    if averager:
+        model = averager.finalize(model, lambda: train_data.batches(batch_size))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - start
+
+    latency = measure_latency(model, splits.image_shape, runs=latency_runs)
+    return Result(
+        accuracy=evaluate(model, val_data),
+        params=count_params(model),
+        flops=count_flops(model, splits.image_shape),
+        latency_ms=latency.median_ms,
+        latency_iqr_ms=latency.iqr_ms,
+        train_seconds=train_seconds,
+        images_per_second=hp.epochs * steps_per_epoch * batch_size / train_seconds,
+        final_loss=final_loss,
+        model=model,
+    )
