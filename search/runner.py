@@ -72,7 +72,7 @@ class StudySearcher(Searcher):
         num_classes: int,
         on_update: Callable[[str], None],
     ):
-        super().__init__(metric=space.objectives[0], mode=space.directions[0][:3])
+        super().__init__()  # no Tune metric: failed trials report none, the study judges
         self.study, self.space, self.config = study, space, config
         self.in_shape, self.num_classes = in_shape, num_classes
         self.on_update = on_update

@@ -1,0 +1,103 @@
+"""Bad input on the command line: one clear message, exit status 2, no traceback, and the
+study and the working directory left exactly as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from trainer.techniques import REGISTRY
+
+
+@pytest.fixture
+def existing_study(tmp_path: Path) -> str:
+    """A storage holding a study with one finished trial, which bad input must not touch."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    study = optuna.create_study(study_name="kept", storage=url, directions=["maximize"])
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[0.5]))
+    return url
+
+
+def trials_in(url: str) -> int:
+    return len(optuna.load_study(study_name="kept", storage=url).trials)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "unknown preset": (["run", "no_such_preset"], "unknown preset 'no_such_preset'; shipped"),
+    "malformed space file": (["run", "{broken}"], "malformed YAML at line 3"),
+    "unknown key": (["run", "{unknown_key}"], "unknown key(s) 'colour'"),
+    "out-of-range value": (["run", "{out_of_range}"], "blurpool.size = 7: expected"),
+    "unknown technique": (["run", "{unknown_technique}"], "unknown technique(s) 'dropout'"),
+    "missing data set": (
+        ["run", "mnist_budget_1_5k", "--data-dir", "{empty}"],
+        "--data-dir",
+    ),
+    "unopenable storage": (
+        ["run", "quickstart", "--storage", "sqlite:////no/such/dir/x.db"],
+        "cannot open storage 'sqlite:////no/such/dir/x.db'",
+    ),
+    "storage that is no URL": (
+        ["run", "quickstart", "--storage", "notes.txt"],
+        "Accepted: an Optuna RDB URL",
+    ),
+    "resume of an unknown study": (["resume", "ghost", "--storage", "{kept}"], "no study named"),
+}
+
+VALID = """name: ok
+data: {dataset: digits}
+model: {stages: [{channels: 8}]}
+techniques: {blurpool: search}
+"""
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gets_one_message_and_status_2(
+    case: str, search, tmp_path: Path, existing_study: str
+) -> None:
+    args, message = BAD_INPUTS[case]
+    files = {
+        "broken": write(tmp_path, "broken.yaml", "name: x\ntechniques: [a, b\n"),
+        "unknown_key": write(tmp_path, "k.yaml", VALID + "colour: red\n"),
+        "out_of_range": write(
+            tmp_path, "r.yaml", VALID.replace("blurpool: search", "blurpool: {size: 7}")
+        ),
+        "unknown_technique": write(
+            tmp_path, "t.yaml", VALID.replace("blurpool: search", "dropout: search")
+        ),
+        "empty": str(tmp_path / "empty"),
+        "kept": existing_study,
+    }
+    (tmp_path / "empty").mkdir()
+    args = [a.format(**files) for a in args]
+    if args[0] == "run":
+        args += ["--study", "kept"] + ([] if "--storage" in args else ["--storage", existing_study])
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    result = search(*args)
+
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert trials_in(existing_study) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/, no partial files
+
+
+def test_list_and_techniques(search) -> None:
+    listed = search("list")
+    assert listed.returncode == 0
+    assert "quickstart" in listed.stdout and "mnist_budget_1_5k" in listed.stdout
+    catalogue = search("techniques")
+    assert catalogue.returncode == 0
+    for name, cls in REGISTRY.items():
+        assert f"{name} ({cls.kind})" in catalogue.stdout
+        for hyper in cls.hypers:
+            assert f"{name}.{hyper.name}" in catalogue.stdout

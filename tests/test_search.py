@@ -1,0 +1,151 @@
+"""End to end through real Ray Tune and real Optuna storage: `search run`, export, failures,
+and an interrupted study resumed. No mocks: these are the commands users run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from spaces import load
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--epochs", "3", "--parallel", "2"]
+
+
+def storage_of(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path) -> None:
+    url = storage_of(tmp_path)
+    run = search("run", "quickstart", "--trials", "4", "--study", "qs", "--storage", url, *FAST)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "[4/4]" in run.stdout and "Pareto front of 'qs'" in run.stdout
+
+    study = optuna.load_study(study_name="qs", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    baseline = study.trials[0]
+    assert baseline.user_attrs["baseline"] is True
+    assert baseline.params["depthwise.enabled"] and baseline.params["gap.enabled"]
+    assert not baseline.params["mixup.enabled"]
+    for trial in complete:
+        accuracy, params, latency = trial.values
+        assert 0.1 < accuracy <= 1.0  # 10 classes: better than chance after 3 epochs
+        assert 1960 <= params <= 2000  # scaled to the quickstart budget of 2,000
+        assert latency > 0
+        weights = tmp_path / "runs" / "weights" / "qs" / f"trial_{trial.number}.pt"
+        assert weights.is_file()
+
+    exported = search("export", "qs", "--storage", url)
+    assert exported.returncode == 0, exported.stderr
+    table = pd.read_csv(StringIO(exported.stdout))
+    assert list(table["number"]) == [t.number for t in study.trials]
+    assert list(table["state"]) == [t.state.name for t in study.trials]
+    space = load("quickstart")
+    for trial, (_, row) in zip(study.trials, table.iterrows(), strict=True):
+        assert row["accuracy"] == pytest.approx(trial.values[0])
+        assert row["params"] == trial.values[1]
+        assert row["latency_ms"] == pytest.approx(trial.values[2])
+        assert row["accuracy_split"] == "validation"
+        for name, value in trial.params.items():
+            assert row[name] == pytest.approx(value), name
+        for name in space.techniques:
+            assert f"{name}.enabled" in table.columns
+
+    out = tmp_path / "front.json"
+    front = search(
+        "export", "qs", "--storage", url, "--pareto", "--format", "json", "-o", str(out), "--test"
+    )
+    assert front.returncode == 0, front.stderr
+    rows = json.loads(out.read_text())
+    assert {r["number"] for r in rows} == {t.number for t in study.best_trials}
+    for row in rows:
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+
+
+def test_diverging_trials_are_recorded_as_failed_and_the_study_goes_on(
+    search, tmp_path: Path
+) -> None:
+    space = tmp_path / "hot.yaml"
+    space.write_text(
+        """name: hot
+description: a learning rate no network survives
+data: {dataset: digits, val_fraction: 0.2}
+model: {stages: [{channels: 8}, {channels: 16}]}
+train: {epochs: 2, lr: 10.0, momentum: 0.99, weight_decay: 0.1, batch_size: 64}
+search: {trials: 2}
+techniques: {blurpool: search}
+"""
+    )
+    url = storage_of(tmp_path)
+    run = search("run", str(space), "--study", "hot", "--storage", url)
+    assert run.returncode == 0, run.stderr + run.stdout
+    trials = optuna.load_study(study_name="hot", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    for trial in trials:
+        assert trial.user_attrs["failure"] == "diverged"
+        assert "nan" in trial.user_attrs["reason"]
+    assert "failed 2" in run.stdout
+
+
+def test_interrupted_study_resumes_to_its_target(tmp_path: Path) -> None:
+    url = storage_of(tmp_path)
+    command = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "cut"]
+    proc = subprocess.Popen(
+        [*command, "--trials", "6", "--storage", url, *FAST],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    finished_before: dict[int, list[float]] = {}
+    while time.monotonic() < deadline and len(finished_before) < 2:
+        time.sleep(1)
+        try:
+            study = optuna.load_study(study_name="cut", storage=url)
+        except KeyError:
+            continue
+        finished_before = {
+            t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))
+        }
+    assert len(finished_before) >= 2, "no trial finished in time"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "search resume cut" in output
+
+    study = optuna.load_study(study_name="cut", storage=url)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    counted = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    assert counted < 6, "the run finished before it could be interrupted"
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "search.cli", "resume", "cut", "--storage", url, "--parallel", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    study = optuna.load_study(study_name="cut", storage=url)
+    complete = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert len(complete) == 6
+    for number, values in finished_before.items():
+        assert complete[number] == values  # kept, not retrained
+    for trial in study.get_trials(states=(TrialState.FAIL,)):
+        assert trial.user_attrs["failure"] == "interrupted"
+    # Resumed trials trained with the study's stored settings (3 epochs), not the preset's.
+    assert study.user_attrs["epochs"] == 3

@@ -1,0 +1,117 @@
+"""Space files: every shipped preset validates, bad declarations are refused with a message
+that names the key and what is accepted, and a trial's parameters replay to the same spec."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+import pytest
+import yaml
+
+from spaces import SpaceError, load, parse, preset_names
+from trainer.techniques import REGISTRY
+
+QUICKSTART = load("quickstart").source
+
+
+def edited(**changes: object) -> dict:
+    """The quickstart preset with dotted keys replaced (or removed when the value is None)."""
+    raw = copy.deepcopy(QUICKSTART)
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        node = raw
+        for key in path:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return raw
+
+
+def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
+    assert {"quickstart", "mnist_budget_1_5k", "cifar_budget_140k"} <= set(preset_names())
+    for name in preset_names():
+        space = load(name)
+        assert space.description
+    for name in ("mnist_budget_1_5k", "cifar_budget_140k"):
+        assert set(load(name).techniques) == set(REGISTRY)
+    assert load("mnist_budget_1_5k").budget == 1500
+    assert load("cifar_budget_140k").budget == 140_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, "unknown key(s) 'colour' in the top level; accepted: name"),
+        (
+            {"techniques__dropout": "search"},
+            "unknown technique(s) 'dropout'; registered: depthwise",
+        ),
+        ({"techniques__blurpool": {"enabled": "search", "size": 9}}, "size = 9: expected"),
+        ({"techniques__blurpool": {"enabled": "maybe"}}, "one of 'search', 'on', 'off'"),
+        ({"techniques__se": {"enabled": "search", "width": 3}}, "unknown key(s) 'width'"),
+        ({"techniques__mixup": {"alpha": {"low": 0.5, "high": 0.1}}}, "low <= high"),
+        ({"techniques__mixup": {"enabled": "off", "alpha": 0.2}}, "is 'off' but declares"),
+        ({"train__epochs": 0}, "train.epochs = 0: expected a value in [1, 10000]"),
+        ({"train__lr": "fast"}, "train.lr = 'fast': expected int or float"),
+        ({"budget__policy": "maybe"}, "budget.policy = 'maybe': expected one of 'scale', 'reject'"),
+        ({"data__dataset": None}, "missing key 'data.dataset'"),
+        ({"model__stages": []}, "model.stages = []: expected a non-empty list"),
+        ({"search__objectives": ["accuracy", "speed"]}, "distinct names among accuracy"),
+        ({"search__baseline": ["swa"]}, "search.baseline"),
+    ],
+)
+def test_bad_declarations_name_the_key_and_what_is_accepted(changes: dict, message: str) -> None:
+    with pytest.raises(SpaceError) as err:
+        parse(edited(**changes), "my.yaml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("my.yaml")
+
+
+def test_malformed_yaml_names_the_line(tmp_path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ntechniques: [unclosed\n")
+    with pytest.raises(SpaceError, match=r"malformed YAML at line \d+"):
+        load(str(path))
+
+
+def test_unknown_preset_lists_the_shipped_ones() -> None:
+    with pytest.raises(SpaceError, match="unknown preset 'nope'; shipped presets: .*quickstart"):
+        load("nope")
+
+
+def test_suggest_asks_hyperparameters_only_for_enabled_techniques() -> None:
+    space = load("mnist_budget_1_5k")
+    study = optuna.create_study(
+        directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    for _ in range(20):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        for name in REGISTRY:
+            on = trial.params[f"{name}.enabled"]
+            assert (name in spec.techniques) == on
+            asked = {k for k in trial.params if k.startswith(f"{name}.") and k != f"{name}.enabled"}
+            assert bool(asked) == (
+                on and any(r.fixed is None for r in space.techniques[name].hypers.values())
+            )
+        # A fixed hyperparameter is applied without being searched.
+        if "depthwise" in spec.techniques:
+            assert spec.techniques["depthwise"]["kernel"] == 3
+            assert "depthwise.kernel" not in trial.params
+        assert space.replay(trial.params) == spec
+        study.tell(trial, [0.5, 1000, 1.0])
+
+
+def test_baseline_params_replay_to_the_baseline() -> None:
+    space = load("mnist_budget_1_5k")
+    spec = space.replay(space.baseline_params())
+    assert set(spec.techniques) == {"depthwise", "gap"}
+    columns = space.columns(spec)
+    assert columns["depthwise.enabled"] and not columns["sam.enabled"]
+    assert columns["sam.rho"] is None
+    assert set(columns) == {f"{n}.enabled" for n in REGISTRY} | {
+        f"{n}.{h.name}" for n, cls in REGISTRY.items() for h in cls.hypers
+    }
