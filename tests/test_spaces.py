@@ -7,7 +7,6 @@ import copy
 
 import optuna
 import pytest
-import yaml
 
 from spaces import SpaceError, load, parse, preset_names
 from trainer.techniques import REGISTRY
@@ -78,7 +77,7 @@ def test_malformed_yaml_names_the_line(tmp_path) -> None:
 
 
 def test_unknown_preset_lists_the_shipped_ones() -> None:
-    with pytest.raises(SpaceError, match="unknown preset 'nope'; shipped presets: .*quickstart"):
+    with pytest.raises(SpaceError, match=r"unknown preset 'nope'; shipped presets: .*quickstart"):
         load("nope")
 
 
