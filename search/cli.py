@@ -47,12 +47,13 @@ def _load_splits(space: Space, data_dir: str | None, seed: int) -> Splits:
     return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
 
 
-def _run_study(study, config: StudyConfig, args: argparse.Namespace) -> int:
+def _run_study(
+    study: optuna.Study, config: StudyConfig, splits: Splits, args: argparse.Namespace
+) -> int:
     """Run the study to its target, print progress and the Pareto front."""
     from search import runner  # Ray is imported only when trials are about to run
 
     space = config.space()
-    splits = _load_splits(space, config.data_dir, config.seed)
     orphans = studies.fail_orphans(study)
     if orphans:
         print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
@@ -108,13 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         weights_dir=str((RUNS / "weights").resolve()),
     )
-    _load_splits(config.space(), config.data_dir, config.seed)  # bad data fails before storage
+    # Read once, before the storage is touched: bad data costs nothing.
+    splits = _load_splits(config.space(), config.data_dir, config.seed)
     storage = studies.open_storage(args.storage)
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(storage, name, space, config)
     if args.trials:  # continuing with a new target
         study.set_user_attr("trials", args.trials)
-    return _run_study(study, studies.load_config(study), args)
+    return _run_study(study, studies.load_config(study), splits, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -123,7 +125,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = studies.load_config(study)
     if args.data_dir:
         config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
-    return _run_study(study, config, args)
+    splits = _load_splits(config.space(), config.data_dir, config.seed)
+    return _run_study(study, config, splits, args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

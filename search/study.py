@@ -99,10 +99,19 @@ def create_or_load(
     if find_study(storage, name):
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         stored = load_config(study)
-        if stored.space_source != config.space_source:
+        differs = [
+            what
+            for what, ours, theirs in (
+                ("space", config.space_source, stored.space_source),
+                ("seed", config.seed, stored.seed),
+                ("epochs", config.epochs, stored.epochs),
+            )
+            if ours != theirs
+        ]
+        if differs:
             raise UsageError(
-                f"study {name!r} was started from a different space; continue it with "
-                f"`search resume {name}`, or give a new --study name"
+                f"study {name!r} was started with another {' and '.join(differs)}; continue it "
+                f"with `search resume {name}`, or give a new --study name"
             )
         return study
     study = optuna.create_study(
