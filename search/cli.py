@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from search import export
+from search import export, latency
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
@@ -42,8 +42,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _load_splits(space: Space, data_dir: str | None, seed: int) -> Splits:
-    data = load_dataset(space.data.dataset, data_dir, resize=space.data.resize)
+def _load_splits(space: Space, data_dir: str | None, seed: int, download: bool = False) -> Splits:
+    data = load_dataset(space.data.dataset, data_dir, resize=space.data.resize, download=download)
     return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
 
 
@@ -88,6 +88,7 @@ def _run_study(
         runs_dir=RUNS,
         on_update=on_update,
     )
+    latency.remeasure_pareto(study, config, splits)
     print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
     print(export.summary(export.rows(study, config, only_pareto=True), space.objectives))
     if interrupted:
@@ -110,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         weights_dir=str((RUNS / "weights").resolve()),
     )
     # Read once, before the storage is touched: bad data costs nothing.
-    splits = _load_splits(config.space(), config.data_dir, config.seed)
+    splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
     storage = studies.open_storage(args.storage)
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(storage, name, space, config)
@@ -125,7 +126,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = studies.load_config(study)
     if args.data_dir:
         config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
-    splits = _load_splits(config.space(), config.data_dir, config.seed)
+    splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
     return _run_study(study, config, splits, args)
 
 
@@ -176,6 +177,11 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
     p.add_argument("--data-dir", help="where data sets are read from")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let torchvision download a missing standard data set into --data-dir",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

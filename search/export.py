@@ -15,6 +15,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
+from search.latency import ATTR
 from search.study import StudyConfig
 from spaces import Space
 from trainer.budget import resolve_arch
@@ -30,7 +31,9 @@ def pareto_numbers(study: optuna.Study) -> set[int]:
     return {t.number for t in study.best_trials}
 
 
-def trial_row(trial: FrozenTrial, space: Space, seed: int, pareto: set[int]) -> dict[str, Any]:
+def trial_row(
+    trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, float]
+) -> dict[str, Any]:
     objectives = dict(zip(space.objectives, trial.values or (), strict=False))
     row: dict[str, Any] = {
         "number": trial.number,
@@ -38,6 +41,7 @@ def trial_row(trial: FrozenTrial, space: Space, seed: int, pareto: set[int]) -> 
         "pareto": trial.number in pareto,
         **{name: objectives.get(name) for name in space.objectives},
         "accuracy_split": "validation",
+        "latency_ms_alone": alone.get(str(trial.number)),
         **{k: trial.user_attrs.get(k) for k in EXTRA},
         "failure": trial.user_attrs.get("failure"),
         "reason": trial.user_attrs.get("reason"),
@@ -53,7 +57,8 @@ def rows(study: optuna.Study, config: StudyConfig, *, only_pareto: bool) -> list
     trials = study.get_trials(deepcopy=False)
     if only_pareto:
         trials = [t for t in trials if t.number in pareto]
-    return [trial_row(t, space, config.seed, pareto) for t in trials]
+    alone = study.user_attrs.get(ATTR, {})
+    return [trial_row(t, space, config.seed, pareto, alone) for t in trials]
 
 
 def test_accuracy(
@@ -101,6 +106,7 @@ def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
             {
                 "trial": row["number"],
                 **{o: row[o] for o in objectives},
+                "latency_ms_alone": row["latency_ms_alone"],
                 "techniques": " + ".join(on) or "(none)",
             }
         )

@@ -73,6 +73,7 @@ def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path
     assert {r["number"] for r in rows} == {t.number for t in study.best_trials}
     for row in rows:
         assert 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["latency_ms_alone"] > 0  # re-timed alone after the run
 
 
 def test_diverging_trials_are_recorded_as_failed_and_the_study_goes_on(

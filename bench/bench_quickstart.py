@@ -1,0 +1,39 @@
+"""Wall time of the README's first command, `search run quickstart --parallel 2`.
+
+Runs in a fresh temporary directory (its own runs/ and storage), so it measures what a new
+user waits for: Ray's start, every trial, and the Pareto table.
+
+    python bench/bench_quickstart.py [--parallel 2] [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--trials", type=int, help="default: the preset's")
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "bench"]
+    command += ["--parallel", str(args.parallel)]
+    if args.trials:
+        command += ["--trials", str(args.trials)]
+    with tempfile.TemporaryDirectory() as cwd:
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+    print(result.stdout)
+    if result.returncode:
+        sys.exit(result.stderr)
+    done = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    print(f"search run quickstart --parallel {args.parallel}: {len(done)} trials, {wall:.1f} s wall")
+
+
+if __name__ == "__main__":
+    main()
