@@ -123,3 +123,19 @@ def test_bad_construction() -> None:
         DeviceData(x, y, (0.5,), (0.2,))
     with pytest.raises(ValueError, match="50 images but 49 labels"):
         DeviceData(x, y[:-1], (0.5,) * 3, (0.2,) * 3)
+
+
+def test_augmented_batches_keep_images_with_their_labels() -> None:
+    """The fused select-crop-flip gather picks each label's own image, cropped or mirrored."""
+    x, _ = arrays(n=40)
+    y = np.arange(40)  # a label per image, to trace it
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    data = DeviceData(x, y, mean, std)
+    g = torch.Generator().manual_seed(5)
+    for xb, yb in data.batches(16, generator=g, shuffle=True, crop_padding=2, flip=True):
+        pixels = xb * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+        pixels = (pixels * 255).round()
+        for img, label in zip(pixels, yb.tolist(), strict=True):
+            source = torch.from_numpy(x[label]).permute(2, 0, 1)
+            wins = windows(source, 2).values()
+            assert any(torch.equal(win, img) or torch.equal(win.flip(-1), img) for win in wins)

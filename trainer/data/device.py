@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from trainer.data.augment import random_crop_flip, random_flip
+from trainer.data.augment import random_crop_flip
 from trainer.data.base import shared_tensor
 
 
@@ -41,8 +41,9 @@ class DeviceData:
         # NHWC memory permuted to NCHW is exactly channels_last; the copy to the device makes
         # it contiguous in the format the model will consume.
         self._format = torch.channels_last if channels_last else torch.contiguous_format
-        nchw = shared_tensor(x).permute(0, 3, 1, 2)
-        self.x = nchw.to(self.device, memory_format=self._format, copy=True)
+        # Stored channels_last whatever the output format: that is the NHWC memory `x` already
+        # has (one plain copy), and it lets augmentation gather whole pixels.
+        self.x = shared_tensor(x).permute(0, 3, 1, 2).to(self.device, copy=True)
         self.y = shared_tensor(y).to(self.device, torch.int64, copy=True)
         # (x/255 - mean)/std == x * scale + shift, one fused op per batch. Scale and shift are
         # stored at full (1, C, H, W) size in the batch's memory format: broadcasting a
@@ -91,9 +92,8 @@ class DeviceData:
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            x = self.x[idx]
-            if crop_padding:
-                x = random_crop_flip(x, crop_padding, flip, generator)
-            elif flip:
-                x = random_flip(x, generator)
+            if crop_padding or flip:
+                x = random_crop_flip(self.x, crop_padding, flip, generator, index=idx)
+            else:
+                x = self.x[idx]
             yield self.normalize(x).contiguous(memory_format=self._format), self.y[idx]
