@@ -139,3 +139,17 @@ def test_augmented_batches_keep_images_with_their_labels() -> None:
             source = torch.from_numpy(x[label]).permute(2, 0, 1)
             wins = windows(source, 2).values()
             assert any(torch.equal(win, img) or torch.equal(win.flip(-1), img) for win in wins)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_batches_match_cpu_with_a_cpu_generator() -> None:
+    """A CPU generator draws the same shuffle and augmentations for data on any device."""
+    x, y = arrays()
+    cpu = DeviceData(x, y, (0.5,) * 3, (0.25,) * 3)
+    gpu = DeviceData(x, y, (0.5,) * 3, (0.25,) * 3, device="cuda")
+    options = {"shuffle": True, "crop_padding": 2, "flip": True}
+    want = list(cpu.batches(16, generator=torch.Generator().manual_seed(0), **options))
+    got = list(gpu.batches(16, generator=torch.Generator().manual_seed(0), **options))
+    for (xa, ya), (xb, yb) in zip(want, got, strict=True):
+        assert xb.device.type == "cuda" and torch.equal(ya, yb.cpu())
+        torch.testing.assert_close(xa, xb.cpu())
