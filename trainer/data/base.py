@@ -18,16 +18,11 @@ class DataError(ValueError):
     """A data set that cannot be used as given; the message says what is wrong and expected."""
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """A whole data set in memory, as loaded: uint8 (N, H, W, C) images, int64 labels."""
+class _Described:
+    """Classes and image shape, read off the data rather than declared per data set."""
 
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
     classes: tuple[str, ...]
+    x_train: np.ndarray
 
     @property
     def num_classes(self) -> int:
@@ -41,7 +36,19 @@ class ImageSet:
 
 
 @dataclass(frozen=True)
-class Splits:
+class ImageSet(_Described):
+    """A whole data set in memory, as loaded: uint8 (N, H, W, C) images, int64 labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Splits(_Described):
     """What every trial of a study trains, validates and tests on; identical across trials.
 
     `mean` and `std` are per channel in [0, 1] pixel units, computed from the training split
@@ -57,16 +64,6 @@ class Splits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W), the order a model's first layer needs."""
-        _, h, w, c = self.x_train.shape
-        return (c, h, w)
 
 
 def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
