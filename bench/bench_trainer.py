@@ -183,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     # Images per timed epoch: enough steps to amortise start-up, few enough for 2 cores.
-    sizes = {"mnist_budget_1_5k": 10240, "cifar_budget_140k": 2560}
+    sizes = {"mnist_budget_1_5k": 10240, "cifar_budget_140k": 1024}
     if args.quick:
         sizes = {k: v // 4 for k, v in sizes.items()}
 

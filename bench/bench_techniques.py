@@ -1,0 +1,137 @@
+"""What each technique costs on the preset baselines, and 3x3 against depthwise at equal size.
+
+Table 1: training images/s of `trainer.train` on the baseline (depthwise + GAP, fitted to
+the preset budget) and on the baseline plus each training technique (default
+hyperparameters) and each remaining architecture technique (re-fitted to the budget), with
+forward FLOPs. Expected: SAM about 2x the time; mixup, cutout, label smoothing under 10%;
+BlurPool and SE about what their FLOPs say.
+
+Table 2: batch-1 latency (threads=1) of each baseline with plain 3x3 convolutions against
+depthwise-separable ones, both fitted to the same parameter budget.
+
+    python bench/bench_techniques.py [--quick] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from common import (
+    PRESETS,
+    Baseline,
+    flops_of,
+    interleaved_medians,
+    load_average,
+    load_baseline,
+    machine,
+    subset,
+    table,
+    trainer_rate,
+)
+
+from trainer.measure import count_params, measure_latency
+from trainer.models.net import Net
+from trainer.spec import TrialSpec
+from trainer.techniques import REGISTRY
+
+THREADS = 2
+
+
+def variants(base: Baseline) -> dict[str, TrialSpec]:
+    """The baseline, 3x3 convs instead of depthwise, and the baseline + each other technique."""
+    out = {"baseline": base.spec, "3x3 (no depthwise)": base.variant(drop=["depthwise"])}
+    for name in REGISTRY:
+        if name not in base.spec.techniques:
+            out[f"+ {name}"] = base.variant(add={name: {}})
+    return out
+
+
+def cost_table(base: Baseline, images: int, repeats: int) -> list[list[object]]:
+    specs = variants(base)
+    splits = subset(base.splits, images)
+    rates = interleaved_medians(
+        {k: (lambda s=s: trainer_rate(s, splits, THREADS)) for k, s in specs.items()}, repeats
+    )
+    flops = {k: flops_of(base.arch(s), base.in_shape) for k, s in specs.items()}
+    rows: list[list[object]] = []
+    for name, spec in specs.items():
+        arch = base.arch(spec)
+        params = count_params(Net(arch, base.in_shape, base.splits.num_classes))
+        rows.append(
+            [
+                name,
+                params,
+                flops[name] / 1e6,
+                flops[name] / flops["baseline"],
+                rates[name],
+                rates["baseline"] / rates[name],
+            ]
+        )
+    return rows
+
+
+def latency_rows(base: Baseline, repeats: int, runs: int) -> list[list[object]]:
+    """3x3 vs depthwise at the same budget: latency medians over interleaved repeats."""
+    torch.set_num_threads(1)
+    kinds = {"3x3": base.variant(drop=["depthwise"]), "depthwise-separable": base.spec}
+    models = {}
+    for name, spec in kinds.items():
+        torch.manual_seed(0)
+        models[name] = Net(base.arch(spec), base.in_shape, base.splits.num_classes)
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    for _ in range(repeats):
+        for name, model in models.items():
+            lat = measure_latency(model, base.in_shape, warmup=20, runs=runs)
+            samples[name].append((lat.median_ms, lat.iqr_ms))
+    rows: list[list[object]] = []
+    for name, model in models.items():
+        medians = [m for m, _ in samples[name]]
+        iqrs = [q for _, q in samples[name]]
+        arch = base.arch(kinds[name])
+        rows.append(
+            [
+                base.label,
+                name,
+                count_params(model),
+                flops_of(arch, base.in_shape) / 1e6,
+                statistics.median(medians),
+                statistics.median(iqrs),
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small subsets, one repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    sizes = {"mnist_budget_1_5k": 5120, "cifar_budget_140k": 1024}
+    if args.quick:
+        sizes = {k: v // 4 for k, v in sizes.items()}
+    runs = 50 if args.quick else 300
+
+    print(f"machine: {machine()}\nload before: {load_average()}\n")
+    latency: list[list[object]] = []
+    for preset in PRESETS:
+        base = load_baseline(preset)
+        rows = cost_table(base, sizes[preset], repeats)
+        print(
+            f"### {base.label}: one epoch over {sizes[preset]:,} images, threads={THREADS}, "
+            f"median of {repeats} interleaved repeats (load {load_average()})\n"
+        )
+        headers = ["variant", "params", "MFLOPs", "FLOPs x", "images/s", "time x"]
+        print(table(headers, rows) + "\n", flush=True)
+        latency += latency_rows(base, repeats, runs)
+
+    print(f"### Batch-1 latency, threads=1, median of {repeats} x {runs} runs\n")
+    headers = ["baseline", "convs", "params", "MFLOPs", "latency ms", "IQR ms"]
+    print(table(headers, latency))
+    print(f"\nload after: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
