@@ -47,6 +47,12 @@ def _load_splits(space: Space, data_dir: str | None, seed: int, download: bool =
     return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
 
 
+def _start_ray(address: str | None) -> None:
+    from search import runner  # Ray is imported only when trials are about to run
+
+    runner.start_ray(address)
+
+
 def _run_study(
     study: optuna.Study, config: StudyConfig, splits: Splits, args: argparse.Namespace
 ) -> int:
@@ -113,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
     storage = studies.open_storage(args.storage)
+    _start_ray(args.address)  # an unreachable cluster fails before the study is written
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(storage, name, space, config)
     if args.trials:  # continuing with a new target
@@ -124,6 +131,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     storage = studies.open_storage(args.storage)
     study = studies.load_study(storage, args.study)
     config = studies.load_config(study)
+    _start_ray(args.address)
     if args.data_dir:
         config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)

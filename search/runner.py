@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from search import study as studies
+from search.errors import UsageError
 from search.study import StudyConfig
 from spaces import Space
 from trainer.budget import BudgetError, resolve_arch
@@ -148,20 +150,38 @@ def describe(trial: optuna.trial.FrozenTrial) -> str:
     return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('reason', '')}"
 
 
-def start_ray(address: str | None, num_cpus: int | None) -> None:
-    """Join the cluster at `address`, or start Ray on this machine."""
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast: Ray itself retries an unreachable head for minutes before giving up."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not host:port")
+    with socket.create_connection((host, int(port)), timeout=timeout):
+        pass
+
+
+def start_ray(address: str | None) -> None:
+    """Join the cluster at `address`, or start Ray on this machine with all its cores."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        num_cpus=None if address else num_cpus,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        configure_logging=True,
-    )
+    try:
+        if address not in (None, "auto", "local"):
+            _check_reachable(address.removeprefix("ray://"))
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=True,
+        )
+    except (OSError, RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"cannot reach the Ray cluster at {address!r}: {reason}. Accepted: the address "
+            "`ray start --head` printed (host:port), 'auto' for a cluster on this machine, "
+            "or no --address to start Ray here"
+        ) from None
 
 
 def run_study(
@@ -177,7 +197,7 @@ def run_study(
     on_update: Callable[[str], None],
 ) -> int:
     """Run trials until the study reaches its target; returns how many were interrupted."""
-    start_ray(address, None)
+    start_ray(address)
     cpus = ray.cluster_resources().get("CPU", 1)
     cpus_per_trial = max(1, int(cpus // parallel)) if gpus_per_trial == 0 else 1
     searcher = StudySearcher(

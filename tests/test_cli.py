@@ -48,6 +48,10 @@ BAD_INPUTS = {
         ["run", "quickstart", "--storage", "notes.txt"],
         "Accepted: an Optuna RDB URL",
     ),
+    "unreachable Ray cluster": (
+        ["run", "quickstart", "--address", "127.0.0.1:9"],
+        "cannot reach the Ray cluster at '127.0.0.1:9'",
+    ),
     "resume of an unknown study": (["resume", "ghost", "--storage", "{kept}"], "no study named"),
 }
 
