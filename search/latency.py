@@ -16,6 +16,7 @@ from trainer.budget import resolve_arch
 from trainer.data import Splits
 from trainer.measure import measure_latency
 from trainer.models.net import Net
+from trainer.train import channels_last_pays
 
 ATTR = "latency_ms_alone"
 
@@ -31,11 +32,15 @@ def remeasure_pareto(study: optuna.Study, config: StudyConfig, splits: Splits) -
         arch = resolve_arch(
             space.replay(trial.params, config.seed), splits.image_shape, splits.num_classes
         ).arch
-        model = Net(arch, splits.image_shape, splits.num_classes).to(
-            memory_format=torch.channels_last
-        )
-        torch.set_num_threads(trial.user_attrs.get("threads", threads))
-        alone[str(trial.number)] = measure_latency(model, splits.image_shape, runs=200).median_ms
+        trial_threads = trial.user_attrs.get("threads", threads)
+        torch.set_num_threads(trial_threads)
+        channels_last = channels_last_pays(arch, torch.device("cpu"), trial_threads)
+        model = Net(arch, splits.image_shape, splits.num_classes)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        alone[str(trial.number)] = measure_latency(
+            model, splits.image_shape, runs=200, channels_last=channels_last
+        ).median_ms
     torch.set_num_threads(threads)
     study.set_user_attr(ATTR, alone)
     return alone

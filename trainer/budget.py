@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from trainer import techniques as registry
 from trainer.measure import count_params, meta_model
+from trainer.models.net import stage_channels
 from trainer.spec import ArchSpec, TrialSpec
 
 POLICIES = ("scale", "reject")
@@ -48,8 +49,14 @@ def fit_to_budget(
     largest count still within the budget.
     """
 
+    counted: dict[tuple[int, ...], int] = {}
+
     def count(a: ArchSpec) -> int:
-        return params_of(a, in_shape, num_classes)
+        # Many widths round to the same channel counts: build each network only once.
+        key = tuple(stage_channels(a))
+        if key not in counted:
+            counted[key] = params_of(a, in_shape, num_classes)
+        return counted[key]
 
     base = replace(arch, width=1.0, channel_delta=())
     low, high = 0.0, 1.0
