@@ -32,7 +32,9 @@ def main() -> None:
     if result.returncode:
         sys.exit(result.stderr)
     done = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    print(f"search run quickstart --parallel {args.parallel}: {len(done)} trials, {wall:.1f} s wall")
+    print(
+        f"search run quickstart --parallel {args.parallel}: {len(done)} trials, {wall:.1f} s wall"
+    )
 
 
 if __name__ == "__main__":

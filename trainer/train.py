@@ -8,7 +8,6 @@ technique may own the optimisation step, one the schedule, and one the averaging
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +20,7 @@ from trainer.data import DeviceData, Splits
 from trainer.measure import count_flops, count_params, measure_latency
 from trainer.models.net import Net, stage_channels
 from trainer.spec import ArchSpec, TrialSpec
-from trainer.techniques.base import Technique
+from trainer.techniques.base import LossFn, Technique
 
 
 class Diverged(RuntimeError):
@@ -55,7 +54,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def plain_step(
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     x: torch.Tensor,
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from trainer.spec import ArchSpec
 
 Value = bool | int | float | str
+# (logits, soft targets) -> scalar loss
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 Kind = Literal["architecture", "training"]
 
 
@@ -94,8 +96,7 @@ class Technique:
                 f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; accepted: {accepted}"
             )
         self.params: dict[str, Value] = {
-            h.name: h.check(params[h.name]) if h.name in params else h.default
-            for h in self.hypers
+            h.name: h.check(params[h.name]) if h.name in params else h.default for h in self.hypers
         }
 
     def __repr__(self) -> str:
@@ -116,7 +117,7 @@ class Technique:
     def step(
         self,
         model: nn.Module,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loss_fn: LossFn,
         x: torch.Tensor,
         targets: torch.Tensor,
         optimizer: torch.optim.Optimizer,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from trainer.techniques.base import Hyper, Technique
+from trainer.techniques.base import Hyper, LossFn, Technique
 
 # Keeps the perturbation finite when the gradient is zero (as in the common reference code).
 _NORM_EPS = 1e-12
@@ -53,7 +53,7 @@ def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
 
 def sam_step(
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     x: torch.Tensor,
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -103,7 +103,7 @@ class SAM(Technique):
     def step(
         self,
         model: nn.Module,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loss_fn: LossFn,
         x: torch.Tensor,
         targets: torch.Tensor,
         optimizer: torch.optim.Optimizer,
