@@ -154,17 +154,28 @@ def _hyper_range(reader: _Reader, hyper: Hyper) -> HyperRange:
     return HyperRange(hyper, fixed=check(value))
 
 
+def _switch(value: object) -> object:
+    """YAML 1.1 reads a bare on/off as true/false: take them as the switches they spell."""
+    if value is None:
+        return "search"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 def _technique(reader: _Reader, name: str) -> TechniqueChoice:
     cls = REGISTRY[name]
-    value = reader.raw[name]
-    if isinstance(value, str) or value is None:
-        switch = value if value is not None else "search"
-        if switch not in SWITCHES:
+    value = _switch(reader.raw[name])
+    if isinstance(value, str):
+        if value not in SWITCHES:
             raise reader.fail(name, value, f"one of {', '.join(SWITCHES)}, or a mapping")
+        switch = value
         sub = _Reader({}, reader.where, f"{reader.path}.{name}")
     else:
         sub = reader.section(name)
         sub.only("enabled", *(h.name for h in cls.hypers))
+        if "enabled" in sub.raw:
+            sub.raw = {**sub.raw, "enabled": _switch(sub.raw["enabled"])}
         switch = sub.get("enabled", str, "search", choices=SWITCHES)
         if switch == "off" and len(sub.raw) > 1:
             raise SpaceError(

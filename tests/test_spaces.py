@@ -7,6 +7,7 @@ import copy
 
 import optuna
 import pytest
+import yaml
 
 from spaces import SpaceError, load, parse, preset_names
 from trainer.techniques import REGISTRY
@@ -114,3 +115,13 @@ def test_baseline_params_replay_to_the_baseline() -> None:
     assert set(columns) == {f"{n}.enabled" for n in REGISTRY} | {
         f"{n}.{h.name}" for n, cls in REGISTRY.items() for h in cls.hypers
     }
+
+
+def test_bare_on_and_off_read_as_switches() -> None:
+    """YAML turns a bare `on` into true; the space still means the switch."""
+    raw = yaml.safe_load(
+        "techniques: {gap: on, se: off, blurpool: {enabled: on, size: 3}, mixup: }"
+    )
+    space = parse(edited(techniques=raw["techniques"], search__baseline=[]), "my.yaml")
+    switches = {n: c.switch for n, c in space.techniques.items()}
+    assert switches == {"gap": "on", "se": "off", "blurpool": "on", "mixup": "search"}
