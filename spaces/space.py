@@ -9,6 +9,7 @@ resuming never re-implement the mapping.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,11 +119,12 @@ class Space:
             budget_policy=self.budget_policy,
         )
 
-    def baseline_params(self) -> dict[str, Value]:
-        """The parameters of the baseline configuration, with default hyperparameters."""
+    def default_params(self, enabled: Iterable[str]) -> dict[str, Value]:
+        """The parameters of the configuration with `enabled` (and every technique declared
+        `on`) switched on at their default hyperparameters, and the others off."""
         params: dict[str, Value] = {}
         for name, choice in self.techniques.items():
-            on = choice.switch == "on" or name in self.baseline
+            on = choice.switch == "on" or (choice.switch == "search" and name in enabled)
             if choice.switch == "search":
                 params[f"{name}.enabled"] = on
             if on:
@@ -130,6 +132,10 @@ class Space:
                     if r.fixed is None:
                         params[f"{name}.{h}"] = r.default()
         return params
+
+    def baseline_params(self) -> dict[str, Value]:
+        """The parameters of the baseline configuration the study trains first."""
+        return self.default_params(self.baseline)
 
     def replay(self, params: dict[str, Value], seed: int = 0) -> TrialSpec:
         """The spec of a finished trial, from its parameter dict."""
