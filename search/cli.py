@@ -76,7 +76,9 @@ def _run_study(
         failed = sum(
             t.state.name == "FAIL" and studies.counted(t) for t in study.get_trials(deepcopy=False)
         )
-        best = max((t.values[0] for t in study.best_trials), default=float("nan"))
+        firsts = [t.values[0] for t in study.best_trials]
+        pick = max if space.directions[0] == "maximize" else min
+        best = pick(firsts, default=float("nan"))
         print(
             f"[{done}/{config.trials}] {message} | failed {failed}, best {space.objectives[0]} "
             f"{best:.4f}, {time.perf_counter() - start:.0f}s",

@@ -36,7 +36,7 @@ MAX_REJECTIONS = 200  # consecutive over-budget proposals before the space is de
 
 
 def run_trial(
-    config: dict[str, Any], *, config_: StudyConfig, splits: Splits, study_name: str
+    config: dict[str, Any], *, study_config: StudyConfig, splits: Splits, study_name: str
 ) -> None:
     """One trial, in a Ray worker: rebuild the spec from the flat parameters, train, report."""
     resources = tune.get_context().get_trial_resources().required_resources
@@ -44,7 +44,7 @@ def run_trial(
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
     number = config[TRIAL_KEY]
     params = {k: v for k, v in config.items() if k != TRIAL_KEY}
-    spec = config_.space().replay(params, seed=config_.seed)
+    spec = study_config.space().replay(params, seed=study_config.seed)
     try:
         result = train(spec, splits, device=device, threads=threads)
     except Diverged as err:
@@ -54,7 +54,7 @@ def run_trial(
         last = traceback.format_exc().strip().splitlines()[-3:]
         tune.report({"failure": studies.ERROR, "reason": f"{err!r} | {' | '.join(last)}"})
         return
-    weights = Path(config_.weights_dir) / study_name / f"trial_{number}.pt"
+    weights = Path(study_config.weights_dir) / study_name / f"trial_{number}.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
     partial = weights.with_suffix(".tmp")
     torch.save(result.model.state_dict(), partial)
@@ -129,7 +129,7 @@ class StudySearcher(Searcher):
             ):
                 trial.set_user_attr(key, result[key])
             self.study.tell(trial, [result[o] for o in self.space.objectives])
-        self.on_update(describe(self.study.trials[trial.number]))
+        self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
 
     def interrupted(self) -> int:
         """Record every trial still running as interrupted; returns how many."""
@@ -141,12 +141,11 @@ class StudySearcher(Searcher):
         return count
 
 
-def describe(trial: optuna.trial.FrozenTrial) -> str:
+def describe(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> str:
+    """One progress line for a finished trial, whatever objectives the space declares."""
     if trial.state == optuna.trial.TrialState.COMPLETE:
-        acc, params, latency = trial.values
-        return (
-            f"trial {trial.number} done: accuracy {acc:.4f}, {params:.0f} params, {latency:.3f} ms"
-        )
+        values = ", ".join(f"{o} {v:.4g}" for o, v in zip(objectives, trial.values, strict=True))
+        return f"trial {trial.number} done: {values}"
     return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('reason', '')}"
 
 
@@ -204,7 +203,9 @@ def run_study(
         study, space, config, splits.image_shape, splits.num_classes, on_update
     )
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, config_=config, splits=splits, study_name=study.study_name),
+        tune.with_parameters(
+            run_trial, study_config=config, splits=splits, study_name=study.study_name
+        ),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
     )
     tuner = tune.Tuner(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,6 @@ class StudyConfig:
         space = parse(self.space_source, "<stored space>")
         if self.epochs is None:
             return space
-        from dataclasses import replace
-
         return replace(space, train=replace(space.train, epochs=self.epochs))
 
 

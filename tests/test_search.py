@@ -150,3 +150,12 @@ def test_interrupted_study_resumes_to_its_target(tmp_path: Path) -> None:
         assert trial.user_attrs["failure"] == "interrupted"
     # Resumed trials trained with the study's stored settings (3 epochs), not the preset's.
     assert study.user_attrs["epochs"] == 3
+
+
+def test_progress_line_follows_the_declared_objectives() -> None:
+    """A space may declare any subset of the objectives; progress must not assume three."""
+    from search.runner import describe
+
+    trial = optuna.trial.create_trial(params={}, distributions={}, values=[0.91, 0.25])
+    line = describe(trial, ("accuracy", "latency_ms"))
+    assert line == f"trial {trial.number} done: accuracy 0.91, latency_ms 0.25"

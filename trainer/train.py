@@ -7,6 +7,7 @@ technique may own the optimisation step, one the schedule, and one the averaging
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -176,7 +177,7 @@ def train(
                 scheduler.step()
         # One host sync per epoch: a NaN in any step makes the sum NaN.
         final_loss = float(loss_sum) / steps_per_epoch
-        if not torch.isfinite(torch.tensor(final_loss)):
+        if not math.isfinite(final_loss):
             raise Diverged(f"training loss became {final_loss} in epoch {epoch + 1}")
         if averager and epoch >= averaging_epoch:
             averager.after_epoch(model)

@@ -9,7 +9,7 @@ never the order in which code happens to run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -145,7 +145,11 @@ class Technique:
     def after_epoch(self, model: nn.Module) -> None:
         """Called at the end of every epoch of the averaging phase."""
 
-    def finalize(self, model: nn.Module, clean_batches: Callable[[], object]) -> nn.Module:
+    def finalize(
+        self,
+        model: nn.Module,
+        clean_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    ) -> nn.Module:
         """Return the model to evaluate; `clean_batches()` yields un-augmented train batches."""
         return model
 

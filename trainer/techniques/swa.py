@@ -64,9 +64,13 @@ class SWA(Technique):
             self.averaged = AveragedModel(model)
         self.averaged.update_parameters(model)
 
-    def finalize(self, model: nn.Module, clean_batches: Callable[[], object]) -> nn.Module:
+    def finalize(
+        self,
+        model: nn.Module,
+        clean_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    ) -> nn.Module:
         if self.averaged is None:
             raise RuntimeError("swa: finalize called before any averaged epoch")
         averaged = self.averaged.module
-        recompute_bn(averaged, clean_batches())  # type: ignore[arg-type]
+        recompute_bn(averaged, clean_batches())
         return averaged
