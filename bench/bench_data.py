@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from common import TextbookImages
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
@@ -35,19 +34,6 @@ from trainer.data import DeviceData, Splits, load_dataset, make_splits
 BATCH = 512
 PADDING = 4
 WARMUP_BATCHES = 2
-
-
-class ArrayImages(Dataset):
-    """torchvision's `CIFAR10.__getitem__` over in-memory uint8 NHWC arrays."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Callable) -> None:
-        self.x, self.y, self.transform = x, y, transform
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
 def rate(
@@ -144,7 +130,7 @@ def main() -> None:
         if name == "mnist":
             dataset: Dataset = datasets.MNIST(str(args.data_dir), train=True, transform=textbook)
         else:
-            dataset = ArrayImages(splits.x_train, splits.y_train, textbook)
+            dataset = TextbookImages(splits.x_train, splits.y_train, textbook)
         results = {"DeviceData.batches": ours}
         for workers in (0, 2):
             loader = DataLoader(

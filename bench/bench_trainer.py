@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from common import (
     PRESETS,
     Baseline,
+    TextbookImages,
     interleaved_medians,
     load_average,
     load_baseline,
@@ -34,8 +35,7 @@ from common import (
     table,
     trainer_rate,
 )
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from trainer.models.net import Net
@@ -104,21 +104,6 @@ def bare_loop(base: Baseline, images: int, channels_last: bool) -> Callable[[], 
             yield xb.contiguous(memory_format=fmt), y[idx]
 
     return lambda: timed_epoch(model, optimizer, batches, n - n % batch)
-
-
-class TextbookImages(Dataset):
-    """torchvision's MNIST/CIFAR10 `__getitem__` over in-memory uint8 HWC arrays."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Callable) -> None:
-        self.x, self.y, self.transform = x, y, transform
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = self.x[i]
-        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        return self.transform(pil), int(self.y[i])
 
 
 def dataloader_loop(base: Baseline, images: int, workers: int) -> Callable[[], float]:

@@ -15,7 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import Dataset
 
 import spaces
 from trainer.budget import resolve_arch
@@ -135,3 +138,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class TextbookImages(Dataset):
+    """torchvision's MNIST/CIFAR10 `__getitem__` over in-memory uint8 HWC arrays."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Callable) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.x[i]
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        return self.transform(pil), int(self.y[i])
