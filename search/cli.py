@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from search import export, latency
+from search import ablate, export, latency
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
@@ -129,6 +129,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_study(study, studies.load_config(study), splits, args)
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    space = load(args.space)
+    design = ablate.make(space, args.design)
+    seeds = ablate.seeds(args.seed, args.seeds)
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    splits = _load_splits(space, data_dir, args.seed, args.download)
+    design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
+    print(design.describe(seeds))
+    if args.dry_run:
+        return 0
+    config = StudyConfig(
+        space_source=space.source,
+        trials=len(design.configs) * len(seeds),
+        seed=args.seed,
+        data_dir=data_dir,
+        epochs=args.epochs,
+        weights_dir=str((RUNS / "weights").resolve()),
+        design=design.name,
+        seeds=len(seeds),
+    )
+    storage = studies.open_storage(args.storage)
+    _start_ray(args.address)
+    name = args.study or f"{space.name}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = studies.create_or_load(
+        storage,
+        name,
+        space,
+        config,
+        queue=design.queue(space, seeds),
+        attrs={"ablation": design.attrs(seeds)},
+    )
+    return _run_study(study, studies.load_config(study), splits, args)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     storage = studies.open_storage(args.storage)
     study = studies.load_study(storage, args.study)
@@ -207,6 +241,27 @@ def parser() -> argparse.ArgumentParser:
     _storage_arg(p)
     _runner_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "ablate", help="train a designed ablation: every configuration with paired seeds"
+    )
+    p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
+    p.add_argument(
+        "--design",
+        default="oat",
+        help=f"one of {', '.join(ablate.DESIGNS)}: one technique at a time on the baseline, "
+        "leave one out of the full combination, both, or the paper's table (default oat)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration")
+    p.add_argument("--study", help="study name (default: <preset>-<design>-<date>-<time>)")
+    p.add_argument("--epochs", type=_positive(int), help="override the preset's epochs")
+    p.add_argument("--seed", type=int, default=0, help="split and sampler seed; the first seed")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the design and exit, touching nothing"
+    )
+    _storage_arg(p)
+    _runner_args(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("resume", help="continue an interrupted study to its trial target")
     p.add_argument("study")

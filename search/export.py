@@ -39,6 +39,8 @@ def trial_row(
         "number": trial.number,
         "state": trial.state.name,
         "pareto": trial.number in pareto,
+        "config": trial.user_attrs.get("config"),  # the label in a designed study
+        "seed": trial.user_attrs.get("seed", seed),  # the training seed
         **{name: objectives.get(name) for name in space.objectives},
         "accuracy_split": "validation",
         "latency_ms_alone": alone.get(str(trial.number)),

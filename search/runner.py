@@ -32,6 +32,7 @@ from trainer.data import Splits
 from trainer.train import Diverged, train
 
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
+SEED_KEY = "optuna_seed"  # the trial's training seed (its `seed` user attribute)
 MAX_REJECTIONS = 200  # consecutive over-budget proposals before the space is declared unusable
 
 
@@ -43,8 +44,8 @@ def run_trial(
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
     number = config[TRIAL_KEY]
-    params = {k: v for k, v in config.items() if k != TRIAL_KEY}
-    spec = study_config.space().replay(params, seed=study_config.seed)
+    params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, SEED_KEY)}
+    spec = study_config.space().replay(params, seed=config[SEED_KEY])
     try:
         result = train(spec, splits, device=device, threads=threads)
     except Diverged as err:
@@ -83,12 +84,20 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         done, running = studies.progress(self.study)
-        if done + running >= self.config.trials:
+        designed_and_exhausted = self.config.design is not None and not self.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
+        )
+        if done + running >= self.config.trials or designed_and_exhausted:
+            # A designed study trains its queued trials and nothing the sampler proposes.
             return Searcher.FINISHED if not self.live else None
         for _ in range(MAX_REJECTIONS):
             trial = self.study.ask()
             trial.set_user_attr("driver", self.driver)
-            spec = self.space.suggest(trial, seed=self.config.seed)
+            seed = trial.user_attrs.get("seed")
+            if seed is None:  # sampled, or queued without one: the study's seed
+                seed = self.config.seed
+                trial.set_user_attr("seed", seed)
+            spec = self.space.suggest(trial, seed=seed)
             try:
                 fit = resolve_arch(spec, self.in_shape, self.num_classes)
             except BudgetError as err:  # never trained: recorded, and not counted
@@ -97,7 +106,7 @@ class StudySearcher(Searcher):
                 continue
             trial.set_user_attr("planned_params", fit.params)
             self.live[trial_id] = trial
-            return {**trial.params, TRIAL_KEY: trial.number}
+            return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
         raise RuntimeError(
             f"{MAX_REJECTIONS} consecutive configurations were over the parameter budget; "
             "raise budget.params or use budget.policy: scale"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,10 @@ class StudyConfig:
     data_dir: str | None
     epochs: int | None
     weights_dir: str
+    # A designed study (`search ablate`): its design, and the training seeds per
+    # configuration. None for a `search run` study, whose sampler proposes every trial.
+    design: str | None = None
+    seeds: int = 1
 
     def space(self) -> Space:
         """The study's space, with the epoch override applied."""
@@ -90,9 +94,16 @@ def find_study(storage: optuna.storages.BaseStorage, name: str) -> bool:
 
 
 def create_or_load(
-    storage: optuna.storages.BaseStorage, name: str, space: Space, config: StudyConfig
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    space: Space,
+    config: StudyConfig,
+    *,
+    queue: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> optuna.Study:
-    """Continue the study `name`, or create it with the baseline trial queued first."""
+    """Continue the study `name`, or create it with `queue`'s (parameters, user attributes)
+    trials queued first (by default the baseline) and `attrs` among its user attributes."""
     sampler = make_sampler(space.sampler, config.seed)
     if find_study(storage, name):
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
@@ -103,6 +114,8 @@ def create_or_load(
                 ("space", config.space_source, stored.space_source),
                 ("seed", config.seed, stored.seed),
                 ("epochs", config.epochs, stored.epochs),
+                ("design", config.design, stored.design),
+                ("seeds", config.seeds, stored.seeds),
             )
             if ours != theirs
         ]
@@ -115,11 +128,15 @@ def create_or_load(
     study = optuna.create_study(
         study_name=name, storage=storage, directions=space.directions, sampler=sampler
     )
-    for key, value in vars(config).items():
+    for key, value in {**vars(config), **(attrs or {})}.items():
         study.set_user_attr(key, value)
     study.set_user_attr("objectives", list(space.objectives))
-    if space.baseline or any(c.switch == "search" for c in space.techniques.values()):
-        study.enqueue_trial(space.baseline_params(), user_attrs={"baseline": True})
+    if queue is None and (
+        space.baseline or any(c.switch == "search" for c in space.techniques.values())
+    ):
+        queue = [(space.baseline_params(), {"baseline": True})]
+    for params, user_attrs in queue or ():
+        study.enqueue_trial(params, user_attrs=user_attrs)
     return study
 
 
@@ -137,13 +154,14 @@ def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
 
 
 def load_config(study: optuna.Study) -> StudyConfig:
+    """The study's settings; fields added since it was created take their defaults."""
     attrs = study.user_attrs
-    try:
-        return StudyConfig(**{k: attrs[k] for k in StudyConfig.__dataclass_fields__})
-    except KeyError:
+    known = fields(StudyConfig)
+    if any(f.name not in attrs and f.default is MISSING for f in known):
         raise UsageError(
             f"study {study.study_name!r} was not created by this tool (its settings are missing)"
-        ) from None
+        )
+    return StudyConfig(**{f.name: attrs[f.name] for f in known if f.name in attrs})
 
 
 def counted(trial: FrozenTrial) -> bool:
