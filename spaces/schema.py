@@ -18,6 +18,7 @@ from spaces.space import (
     SWITCHES,
     DataChoice,
     HyperRange,
+    Protocol,
     Space,
     TechniqueChoice,
 )
@@ -203,10 +204,36 @@ def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
     return tuple(stages)
 
 
+def _protocol(top: _Reader) -> Protocol | None:
+    """`protocol: {version, expected: {epochs, accuracy, tolerance}}`, or None if absent."""
+    if "protocol" not in top.raw:
+        return None
+    protocol = top.section("protocol")
+    protocol.only("version", "expected")
+    expected = protocol.section("expected")
+    expected.only("epochs", "accuracy", "tolerance")
+    return Protocol(
+        version=protocol.get("version", int, low=1, high=1000),
+        epochs=expected.get("epochs", int, low=1, high=10_000),
+        accuracy=expected.get("accuracy", float, low=0.0, high=1.0),
+        tolerance=expected.get("tolerance", float, low=0.0, high=0.5),
+    )
+
+
 def parse(raw: Any, where: str = "<space>") -> Space:
     """Validate a loaded preset mapping into a `Space`."""
     top = _Reader(raw, where, "")
-    top.only("name", "description", "data", "model", "budget", "train", "search", "techniques")
+    top.only(
+        "name",
+        "description",
+        "protocol",
+        "data",
+        "model",
+        "budget",
+        "train",
+        "search",
+        "techniques",
+    )
 
     data = top.section("data")
     data.only("dataset", "val_fraction", "resize")
@@ -294,6 +321,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
         sampler=search.get("sampler", str, "tpe", choices=SAMPLERS),
         objectives=tuple(objectives),
         baseline=tuple(baseline),
+        protocol=_protocol(top),
         source=raw,
     )
     return space

@@ -61,6 +61,10 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         ({"model__stages": []}, "model.stages = []: expected a non-empty list"),
         ({"search__objectives": ["accuracy", "speed"]}, "distinct names among accuracy"),
         ({"search__baseline": ["swa"]}, "search.baseline"),
+        ({"protocol__version": 0}, "protocol.version = 0: expected a value in [1, 1000]"),
+        ({"protocol__expected__accuracy": 98.5}, "protocol.expected.accuracy = 98.5"),
+        ({"protocol__expected__epochs": None}, "missing key 'protocol.expected.epochs'"),
+        ({"protocol__expected__seed": 1}, "unknown key(s) 'seed' in protocol.expected"),
     ],
 )
 def test_bad_declarations_name_the_key_and_what_is_accepted(changes: dict, message: str) -> None:
