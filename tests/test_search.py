@@ -145,12 +145,16 @@ def test_interrupted_study_resumes_to_its_target(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     study = optuna.load_study(study_name="cut", storage=url)
-    complete = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
-    assert len(complete) == 6
+    complete = {t.number: t.values for t in study.trials if studies.counted(t)}
+    assert len(complete) == 6 and len(set(trained_keys(study))) == 6
     for number, values in finished_before.items():
         assert complete[number] == values  # kept, not retrained
+    reruns = {t.user_attrs.get("rerun_of"): t for t in study.trials}
     for trial in study.get_trials(states=(TrialState.FAIL,)):
-        assert trial.user_attrs["failure"] == "interrupted"
+        if trial.user_attrs["failure"] == studies.INTERRUPTED:  # trained again, exactly
+            assert reruns[trial.number].params == trial.params
+        else:
+            assert trial.user_attrs["failure"] == studies.DUPLICATE
     # Resumed trials trained with the study's stored settings (3 epochs), not the preset's.
     assert study.user_attrs["epochs"] == 3
 
