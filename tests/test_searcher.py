@@ -6,6 +6,7 @@ through real Ray are in test_search.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -245,3 +246,21 @@ def test_every_row_has_every_measurement_and_the_study_names_its_objectives(
         assert row["device"] == "cpu" and row["threads"] == 1 and row["seed"] == 0
     duplicates = [r for r in rows if r["duplicate_of"] is not None]
     assert all(r["number"] not in export.pareto_numbers(search.study) for r in duplicates)
+
+
+def test_queued_trials_train_even_when_the_space_is_exhausted_at_the_study_seed(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """Another seed is another configuration: trials queued at another seed (a designed
+    study's paired seeds) are trained although every configuration at the study's seed is."""
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
+    search.drive()
+    for params in studies.finite_configurations(search.config.space()):
+        search.study.enqueue_trial(params, user_attrs={"seed": 1})
+    search.config = replace(search.config, trials=20)
+    search.searcher = search.new_searcher()
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 16 and len(set(keys(trained))) == 16
+    assert sorted(t.user_attrs["seed"] for t in trained) == [0] * 8 + [1] * 8
+    assert any("all 8 configurations of the space are tried" in m for m in search.messages)
