@@ -63,6 +63,9 @@ def _run_study(
     orphans = studies.fail_orphans(study)
     if orphans:
         print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
+    requeued = studies.requeue_interrupted(study)
+    if requeued:
+        print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
     done, _ = studies.progress(study)
     print(
         f"study {study.study_name!r}: {space.name}, {done}/{config.trials} trials done, "

@@ -1,4 +1,5 @@
-"""A study as rows: one per trial, objectives and every technique's switch and
+"""A study as rows: one per trial, its measurements (objectives or not), its identity
+(seed, baseline, re-run and duplicate links), and every technique's switch and
 hyperparameters as `.`-named columns, and, on request, the test accuracy of the Pareto
 trials. Selection always used the validation split; the test set is read only here.
 """
@@ -14,6 +15,7 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from search import study as studies
 from search.errors import UsageError
 from search.latency import ATTR
 from search.study import StudyConfig
@@ -24,27 +26,46 @@ from trainer.models.net import Net
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json")
-EXTRA = ("flops", "latency_iqr_ms", "train_seconds", "images_per_second")
+MEASURED = (
+    "accuracy",
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_iqr_ms",
+    "train_seconds",
+    "images_per_second",
+    "final_loss",
+)
+IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
-    return {t.number for t in study.best_trials}
+    return {t.number for t in studies.pareto_front(study)}
+
+
+def measured(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
+    """Every measurement of the trial: an objective's told value, else its user attribute."""
+    told = dict(zip(objectives, trial.values or (), strict=False))
+    row = {name: told.get(name, trial.user_attrs.get(name)) for name in MEASURED}
+    if row["params"] is not None:
+        row["params"] = int(row["params"])
+    return row
 
 
 def trial_row(
     trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, float]
 ) -> dict[str, Any]:
-    objectives = dict(zip(space.objectives, trial.values or (), strict=False))
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
         "pareto": trial.number in pareto,
-        "config": trial.user_attrs.get("config"),  # the label in a designed study
-        "seed": trial.user_attrs.get("seed", seed),  # the training seed
-        **{name: objectives.get(name) for name in space.objectives},
+        **measured(trial, space.objectives),
         "accuracy_split": "validation",
         "latency_ms_alone": alone.get(str(trial.number)),
-        **{k: trial.user_attrs.get(k) for k in EXTRA},
+        "device": trial.user_attrs.get("device"),
+        "threads": trial.user_attrs.get("threads"),
+        **{k: trial.user_attrs.get(k) for k in IDENTITY},
+        "seed": seed,  # the training seed
         "failure": trial.user_attrs.get("failure"),
         "reason": trial.user_attrs.get("reason"),
     }
@@ -60,7 +81,7 @@ def rows(study: optuna.Study, config: StudyConfig, *, only_pareto: bool) -> list
     if only_pareto:
         trials = [t for t in trials if t.number in pareto]
     alone = study.user_attrs.get(ATTR, {})
-    return [trial_row(t, space, config.seed, pareto, alone) for t in trials]
+    return [trial_row(t, space, studies.seed_of(t, config), pareto, alone) for t in trials]
 
 
 def test_accuracy(
@@ -73,7 +94,7 @@ def test_accuracy(
             f"no saved weights for trial {trial.number} at {path}; on a multi-machine cluster "
             "the weights directory must be shared by every node"
         )
-    spec = config.space().replay(trial.params, config.seed)
+    spec = config.space().replay(trial.params, studies.seed_of(trial, config))
     arch = resolve_arch(spec, splits.image_shape, splits.num_classes).arch
     model = Net(arch, splits.image_shape, splits.num_classes)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

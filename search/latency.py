@@ -11,6 +11,7 @@ from __future__ import annotations
 import optuna
 import torch
 
+from search import study as studies
 from search.study import StudyConfig
 from trainer.budget import resolve_arch
 from trainer.data import Splits
@@ -26,11 +27,13 @@ def remeasure_pareto(study: optuna.Study, config: StudyConfig, splits: Splits) -
     alone: dict[str, float] = dict(study.user_attrs.get(ATTR, {}))
     space = config.space()
     threads = torch.get_num_threads()
-    for trial in study.best_trials:
+    for trial in studies.pareto_front(study):
         if str(trial.number) in alone or trial.user_attrs.get("device") != "cpu":
             continue
         arch = resolve_arch(
-            space.replay(trial.params, config.seed), splits.image_shape, splits.num_classes
+            space.replay(trial.params, studies.seed_of(trial, config)),
+            splits.image_shape,
+            splits.num_classes,
         ).arch
         trial_threads = trial.user_attrs.get("threads", threads)
         torch.set_num_threads(trial_threads)

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import ray
 import torch
+from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 from ray.tune.search import Searcher
 
@@ -32,39 +33,62 @@ from trainer.data import Splits
 from trainer.train import Diverged, train
 
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
-SEED_KEY = "optuna_seed"  # the trial's training seed (its `seed` user attribute)
-MAX_REJECTIONS = 200  # consecutive over-budget proposals before the space is declared unusable
+SEED_KEY = "optuna_seed"  # the trial's training seed
+# Proposals in a row that train nothing (over budget, duplicates) before the search stops.
+MAX_PROPOSALS = 200
+# Duplicates in a row before the searcher proposes an untried configuration itself: some
+# samplers keep proposing the point they believe best once they have it.
+TAKE_OVER_AFTER = 3
 
 
 def run_trial(
     config: dict[str, Any], *, study_config: StudyConfig, splits: Splits, study_name: str
 ) -> None:
-    """One trial, in a Ray worker: rebuild the spec from the flat parameters, train, report."""
+    """One trial, in a Ray worker, with the resources Ray gave it."""
     resources = tune.get_context().get_trial_resources().required_resources
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    tune.report(train_trial(config, study_config, splits, study_name, device, threads))
+
+
+def train_trial(
+    config: dict[str, Any],
+    study_config: StudyConfig,
+    splits: Splits,
+    study_name: str,
+    device: str,
+    threads: int,
+) -> dict[str, Any]:
+    """Rebuild the spec from the flat parameters, train, save the weights; returns what
+    the searcher is told: the measurements, or why the trial failed."""
     number = config[TRIAL_KEY]
     params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, SEED_KEY)}
-    spec = study_config.space().replay(params, seed=config[SEED_KEY])
     try:
+        spec = study_config.space().replay(params, seed=config[SEED_KEY])
         result = train(spec, splits, device=device, threads=threads)
     except Diverged as err:
-        tune.report({"failure": studies.DIVERGED, "reason": str(err)})
-        return
+        return {"failure": studies.DIVERGED, "reason": str(err)}
     except Exception as err:  # any bug or resource error fails this trial, not the study
         last = traceback.format_exc().strip().splitlines()[-3:]
-        tune.report({"failure": studies.ERROR, "reason": f"{err!r} | {' | '.join(last)}"})
-        return
+        return {"failure": studies.ERROR, "reason": f"{err!r} | {' | '.join(last)}"}
     weights = Path(study_config.weights_dir) / study_name / f"trial_{number}.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
     partial = weights.with_suffix(".tmp")
     torch.save(result.model.state_dict(), partial)
     os.replace(partial, weights)  # atomic: a crash never leaves half a weights file
-    tune.report({**result.metrics(), "failure": "", "threads": threads, "device": device})
+    return {**result.metrics(), "failure": "", "threads": threads, "device": device}
 
 
 class StudySearcher(Searcher):
-    """A Ray Tune searcher that proposes from, and records into, an Optuna study."""
+    """A Ray Tune searcher that proposes from, and records into, an Optuna study.
+
+    Each configuration (parameters and seed) is trained once per study. A proposal equal to
+    a finished trial is not trained: it is told that trial's outcome, so the sampler learns
+    it, and marked `duplicate_of`. A proposal equal to a running trial is told FAIL
+    (`duplicate`): its outcome is not known yet, and the sampler learns it from the running
+    trial when that finishes. Duplicates never count towards the target. A finite space
+    whose every configuration is tried ends the search, which says so.
+    """
 
     def __init__(
         self,
@@ -81,36 +105,125 @@ class StudySearcher(Searcher):
         self.on_update = on_update
         self.live: dict[str, optuna.Trial] = {}
         self.driver = studies.driver_id()
+        self.configurations = studies.finite_configurations(space)  # None: too many to list
+        self.fallback = optuna.samplers.RandomSampler(seed=config.seed)
+        self.repeats = 0  # duplicate proposals in a row
+        self.stopped = False
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        done, running = studies.progress(self.study)
-        designed_and_exhausted = self.config.design is not None and not self.study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
-        )
-        if done + running >= self.config.trials or designed_and_exhausted:
-            # A designed study trains its queued trials and nothing the sampler proposes.
-            return Searcher.FINISHED if not self.live else None
-        for _ in range(MAX_REJECTIONS):
-            trial = self.study.ask()
-            trial.set_user_attr("driver", self.driver)
-            seed = trial.user_attrs.get("seed")
-            if seed is None:  # sampled, or queued without one: the study's seed
-                seed = self.config.seed
-                trial.set_user_attr("seed", seed)
+        for _ in range(MAX_PROPOSALS):
+            if self.stopped:
+                break
+            trials = self.study.get_trials(deepcopy=False)
+            done = sum(studies.counted(t) for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if done + running >= self.config.trials or (self.config.design and not waiting):
+                break  # a designed study trains its queued trials, nothing the sampler proposes
+            known = studies.known_configurations(trials, self.config)
+            untried = None if waiting else self._untried(trials, known)  # queued trials first
+            if untried == []:
+                self._stop(
+                    f"all {len(self.configurations)} configurations of the space are tried; "
+                    f"the search stops at {done + running} of {self.config.trials} trials"
+                )
+                break
+            proposal = self._propose(trial_id, known, untried)
+            if proposal is not None:
+                return proposal
+        else:
+            self._stop(
+                f"{MAX_PROPOSALS} proposals in a row could not be trained (over the parameter "
+                "budget, or trained already); raise budget.params, use budget.policy: scale, "
+                "or widen the space"
+            )
+        return Searcher.FINISHED if not self.live else None
+
+    def _untried(
+        self, trials: list[FrozenTrial], known: dict[str, FrozenTrial]
+    ) -> list[dict[str, Any]] | None:
+        """The configurations of a finite space not trained, failed, running or over the
+        budget yet, at the study's seed; None for a space too large to list."""
+        if self.configurations is None:
+            return None
+        over = (t for t in trials if t.user_attrs.get("failure") == studies.OVER_BUDGET)
+        tried = set(known) | {
+            studies.config_key(t.params, studies.seed_of(t, self.config)) for t in over
+        }
+        seed = self.config.seed
+        return [p for p in self.configurations if studies.config_key(p, seed) not in tried]
+
+    def _ask(self, untried: list[dict[str, Any]] | None) -> optuna.Trial:
+        """The sampler's next trial; after `TAKE_OVER_AFTER` duplicates in a row, an untried
+        configuration of a finite space, or a random draw from an infinite one."""
+        if self.repeats < TAKE_OVER_AFTER:
+            return self.study.ask()
+        if untried:
+            self.study.enqueue_trial(untried[0], user_attrs={"seed": self.config.seed})
+            return self.study.ask()
+        sampler, self.study.sampler = self.study.sampler, self.fallback
+        try:
+            return self.study.ask()
+        finally:
+            self.study.sampler = sampler
+
+    def _propose(
+        self, trial_id: str, known: dict[str, FrozenTrial], untried: list[dict[str, Any]] | None
+    ) -> dict[str, Any] | None:
+        """One proposal: the configuration to train, or None when it was recorded untrained
+        (a duplicate, over the budget, or impossible to build)."""
+        trial = self._ask(untried)
+        trial.set_user_attr("driver", self.driver)
+        if "seed" not in trial.user_attrs:
+            trial.set_user_attr("seed", self.config.seed)
+        seed = trial.user_attrs["seed"]
+        try:
             spec = self.space.suggest(trial, seed=seed)
-            try:
-                fit = resolve_arch(spec, self.in_shape, self.num_classes)
-            except BudgetError as err:  # never trained: recorded, and not counted
-                studies.fail(self.study, trial.number, studies.OVER_BUDGET, str(err))
-                self.on_update(f"trial {trial.number} rejected: {err}")
-                continue
-            trial.set_user_attr("planned_params", fit.params)
-            self.live[trial_id] = trial
-            return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
-        raise RuntimeError(
-            f"{MAX_REJECTIONS} consecutive configurations were over the parameter budget; "
-            "raise budget.params or use budget.policy: scale"
-        )
+        except Exception as err:  # a space that cannot describe this trial
+            self._reject(trial.number, studies.ERROR, f"cannot build this configuration: {err!r}")
+            return None
+        original = known.get(studies.config_key(trial.params, seed))
+        if original is not None:
+            self._duplicate(trial, original)
+            return None
+        self.repeats = 0
+        try:
+            fit = resolve_arch(spec, self.in_shape, self.num_classes)
+        except BudgetError as err:  # never trained: recorded, and not counted
+            self._reject(trial.number, studies.OVER_BUDGET, str(err))
+            return None
+        except Exception as err:  # e.g. a layer that does not fit its feature map
+            self._reject(trial.number, studies.ERROR, f"cannot build this configuration: {err!r}")
+            return None
+        trial.set_user_attr("planned_params", fit.params)
+        self.live[trial_id] = trial
+        return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
+
+    def _reject(self, number: int, failure: str, reason: str) -> None:
+        studies.fail(self.study, number, failure, reason)
+        self.on_update(f"trial {number} not trained ({failure}): {reason}")
+
+    def _duplicate(self, trial: optuna.Trial, original: FrozenTrial) -> None:
+        """Record `trial` as the configuration `original` trained, with its outcome."""
+        self.repeats += 1
+        trial.set_user_attr("duplicate_of", original.number)
+        same = f"the same configuration and seed as trial {original.number}"
+        if original.state == TrialState.COMPLETE:
+            for key in studies.RESULT_ATTRS:
+                if key in original.user_attrs:
+                    trial.set_user_attr(key, original.user_attrs[key])
+            self.study.tell(trial, original.values)
+            self.on_update(f"trial {trial.number} is {same}: its result is reused")
+        elif original.state == TrialState.FAIL:
+            reason = original.user_attrs.get("reason", "")
+            self._reject(trial.number, studies.DUPLICATE, f"{same}, which failed: {reason}")
+        else:
+            self._reject(trial.number, studies.DUPLICATE, f"{same}, which is running")
+
+    def _stop(self, message: str) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.on_update(message)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -127,15 +240,7 @@ class StudySearcher(Searcher):
         elif result["failure"]:
             studies.fail(self.study, trial.number, result["failure"], result["reason"])
         else:
-            for key in (
-                "flops",
-                "latency_iqr_ms",
-                "train_seconds",
-                "images_per_second",
-                "final_loss",
-                "threads",
-                "device",
-            ):
+            for key in studies.RESULT_ATTRS:
                 trial.set_user_attr(key, result[key])
             self.study.tell(trial, [result[o] for o in self.space.objectives])
         self.on_update(describe(self.study.trials[trial.number], self.space.objectives))

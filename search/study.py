@@ -7,8 +7,11 @@ nothing but the name and the storage.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import warnings
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,33 @@ from spaces import Space, parse
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 
-# Why a trial failed, in its `failure` user attribute. Only trials that trained count
-# towards the study's trial target; rejected and interrupted ones are retried.
+# Why a trial failed, in its `failure` user attribute. Only trials that trained (or could
+# not be built) count towards the study's trial target; interrupted ones are queued again,
+# and a duplicate reuses another trial's outcome.
 ERROR, DIVERGED, OVER_BUDGET, INTERRUPTED = "error", "diverged", "over_budget", "interrupted"
+DUPLICATE = "duplicate"
 COUNTED_FAILURES = (ERROR, DIVERGED)
+
+# The user attributes that say what a trial IS: a re-run of an interrupted trial copies them.
+# `seed` is the trial's training seed (initialisation and data order); the validation split
+# always uses the study's seed. `config` is a designed study's label of the configuration.
+CARRIED_ATTRS = ("baseline", "seed", "config")
+# What a finished trial measured, kept in its user attributes whether or not the space
+# declares it an objective, so every exported row is complete.
+RESULT_ATTRS = (
+    "accuracy",
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_iqr_ms",
+    "train_seconds",
+    "images_per_second",
+    "final_loss",
+    "device",
+    "threads",
+)
+# Configurations a finite space may have for the searcher to list them all.
+MAX_LISTED = 4096
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
@@ -131,10 +157,13 @@ def create_or_load(
     for key, value in {**vars(config), **(attrs or {})}.items():
         study.set_user_attr(key, value)
     study.set_user_attr("objectives", list(space.objectives))
+    with warnings.catch_warnings():  # experimental in Optuna, and what optuna-dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(space.objectives))
     if queue is None and (
         space.baseline or any(c.switch == "search" for c in space.techniques.values())
     ):
-        queue = [(space.baseline_params(), {"baseline": True})]
+        queue = [(space.baseline_params(), {"baseline": True, "seed": config.seed})]
     for params, user_attrs in queue or ():
         study.enqueue_trial(params, user_attrs=user_attrs)
     return study
@@ -165,10 +194,124 @@ def load_config(study: optuna.Study) -> StudyConfig:
 
 
 def counted(trial: FrozenTrial) -> bool:
-    """Whether a trial counts towards the target: it trained to the end, or failed doing so."""
+    """Whether a trial counts towards the target: it trained to the end, or failed doing so.
+    A duplicate trained nothing, whatever outcome it reuses."""
+    if "duplicate_of" in trial.user_attrs:
+        return False
     return trial.state == TrialState.COMPLETE or (
         trial.state == TrialState.FAIL and trial.user_attrs.get("failure") in COUNTED_FAILURES
     )
+
+
+def seed_of(trial: FrozenTrial, config: StudyConfig) -> int:
+    """The trial's training seed; studies stored before trials carried one used the study's."""
+    return trial.user_attrs.get("seed", config.seed)
+
+
+def config_key(params: dict[str, Any], seed: int) -> str:
+    """What makes two trials the same configuration: equal parameters and equal seed. Such
+    trials are trained once per study."""
+    return json.dumps([sorted(params.items()), seed])
+
+
+def known_configurations(
+    trials: Iterable[FrozenTrial], config: StudyConfig
+) -> dict[str, FrozenTrial]:
+    """The trained, failed and running configurations of a study by key, each with the trial
+    that trained (or trains) it. Interrupted trials are left out: they are trained again."""
+    return {
+        config_key(t.params, seed_of(t, config)): t
+        for t in trials
+        if "duplicate_of" not in t.user_attrs and (counted(t) or t.state == TrialState.RUNNING)
+    }
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto-optimal trials that trained; a duplicate stands for its original."""
+    numbers = {t.user_attrs.get("duplicate_of", t.number) for t in study.best_trials}
+    return [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
+
+
+class _Branch(Exception):
+    """A parameter `_Probe` has no answer for, with its values (None: a continuum)."""
+
+    def __init__(self, name: str, values: list[Any] | None):
+        super().__init__(name)
+        self.name, self.values = name, values
+
+
+class _Probe:
+    """A stand-in for an Optuna trial that answers from fixed parameters, so that walking
+    a define-by-run space lists its configurations, conditional parameters included."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+        self.user_attrs: dict[str, Any] = {}
+
+    def _answer(self, name: str, values: list[Any] | None) -> Any:
+        if name not in self.params:
+            raise _Branch(name, values)
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Iterable[Any]) -> Any:
+        return self._answer(name, list(choices))
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        values = range(low, high + 1, step)
+        return self._answer(name, list(values) if len(values) <= MAX_LISTED else None)
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        return self._answer(name, [low] if low == high else None)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+
+def finite_configurations(space: Space, limit: int = MAX_LISTED) -> list[dict[str, Any]] | None:
+    """Every configuration of `space` as a parameter dict, or None when it has a continuous
+    parameter or more than `limit` configurations."""
+    found: list[dict[str, Any]] = []
+    stack: list[dict[str, Any]] = [{}]
+    while stack:
+        params = stack.pop()
+        try:
+            space.suggest(_Probe(params))  # type: ignore[arg-type]
+        except _Branch as branch:
+            if branch.values is None:
+                return None
+            stack.extend({**params, branch.name: v} for v in reversed(branch.values))
+        else:
+            found.append(params)
+        if len(found) + len(stack) > limit:
+            return None
+    return found
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Queue again the interrupted trials not re-run yet, with their exact parameters and
+    identity (`CARRIED_ATTRS`, plus `rerun_of`), baseline first; returns how many.
+
+    The study then trains what an uninterrupted run would have: no reference, and no
+    configuration that happened to be running at a crash, is lost.
+    """
+    trials = study.get_trials(deepcopy=False)
+    rerun = {t.user_attrs.get("rerun_of") for t in trials}
+    pending = sorted(
+        (
+            t
+            for t in trials
+            if t.state == TrialState.FAIL
+            and t.user_attrs.get("failure") == INTERRUPTED
+            and t.number not in rerun
+        ),
+        key=lambda t: (not t.user_attrs.get("baseline", False), t.number),
+    )
+    for trial in pending:
+        carried = {k: trial.user_attrs[k] for k in CARRIED_ATTRS if k in trial.user_attrs}
+        study.enqueue_trial(trial.params, user_attrs={**carried, "rerun_of": trial.number})
+    return len(pending)
 
 
 def progress(study: optuna.Study) -> tuple[int, int]:

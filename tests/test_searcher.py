@@ -1,0 +1,266 @@
+"""The searcher's bookkeeping, on Optuna's in-memory storage with real training on the embedded
+digits: each configuration trained once, build errors recorded, interrupted trials queued
+again, complete rows. Ray Tune's part (scheduling) is played by `drive`, which calls the
+searcher as Tune does and trains each proposal with the worker's own function; the runs
+through real Ray are in test_search.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search import export
+from search import study as studies
+from search.runner import SEED_KEY, TRIAL_KEY, StudySearcher, train_trial
+from search.study import StudyConfig
+from spaces import Space, load
+from trainer.data import Splits, load_dataset, make_splits
+
+# Three switches with fixed hyperparameters: 2**3 = 8 configurations.
+THREE_SWITCHES = """name: three
+description: three switches, eight configurations
+data: {dataset: digits, val_fraction: 0.2}
+model: {stem_channels: 4, stages: [{channels: 8}, {channels: 8}]}
+train: {epochs: 1, batch_size: 128}
+search: {trials: 8, sampler: SAMPLER, objectives: [accuracy, latency_ms]}
+techniques:
+  gap: search
+  se: {enabled: search, ratio: 0.25}
+  label_smoothing: {enabled: search, eps: 0.1}
+"""
+
+# 8x8 images through three downsamplings leave a 1x1 map: BlurPool's reflect padding of
+# 2 pixels (size 5) cannot be built there.
+UNBUILDABLE = """name: unbuildable
+data: {dataset: digits, val_fraction: 0.2}
+model: {stem_channels: 4, stages: [{channels: 4}, {channels: 4}, {channels: 4}]}
+train: {epochs: 1, batch_size: 128}
+search: {trials: 2}
+techniques: {blurpool: {enabled: search, size: [5]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def splits() -> Splits:
+    return make_splits(load_dataset("digits", None), val_fraction=0.2, seed=0)
+
+
+def space_file(tmp_path: Path, text: str, sampler: str = "tpe") -> Space:
+    path = tmp_path / "space.yaml"
+    path.write_text(text.replace("SAMPLER", sampler))
+    return load(str(path))
+
+
+class Search:
+    """A study in Optuna's in-memory storage (SQLite's commits would cost most of these
+    tests' time; the runs in test_search.py use SQLite) and the searcher that drives it."""
+
+    def __init__(self, tmp_path: Path, space: Space, splits: Splits, trials: int):
+        self.splits, self.messages = splits, []
+        self.config = StudyConfig(
+            space_source=space.source,
+            trials=trials,
+            seed=0,
+            data_dir=None,
+            epochs=None,
+            weights_dir=str(tmp_path / "weights"),
+        )
+        storage = optuna.storages.InMemoryStorage()
+        self.study = studies.create_or_load(storage, "s", space, self.config)
+        self.searcher = self.new_searcher()
+
+    def new_searcher(self) -> StudySearcher:
+        """A fresh searcher, as a new `search run` or `search resume` makes."""
+        space, splits = self.config.space(), self.splits
+        return StudySearcher(
+            self.study,
+            space,
+            self.config,
+            splits.image_shape,
+            splits.num_classes,
+            self.messages.append,
+        )
+
+    def train(self, trial_id: str, proposal: dict) -> None:
+        outcome = train_trial(proposal, self.config, self.splits, "s", "cpu", 1)
+        self.searcher.on_trial_complete(trial_id, outcome)
+
+    def drive(self) -> None:
+        """What Tune does with one trial at a time: ask, train, report, until FINISHED."""
+        for n in range(100):
+            proposal = self.searcher.suggest(f"t{n}")
+            if proposal == Searcher.FINISHED:
+                return
+            assert proposal is not None, "nothing running, yet the searcher asks to wait"
+            self.train(f"t{n}", proposal)
+        pytest.fail("the search did not end")
+
+    def trained(self) -> list[optuna.trial.FrozenTrial]:
+        """The trials that trained a configuration to the end."""
+        return [
+            t
+            for t in self.study.get_trials(states=(TrialState.COMPLETE,))
+            if "duplicate_of" not in t.user_attrs
+        ]
+
+
+def keys(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    return [studies.config_key(t.params, t.user_attrs["seed"]) for t in trials]
+
+
+def test_a_finite_space_lists_its_configurations(tmp_path: Path) -> None:
+    configurations = studies.finite_configurations(space_file(tmp_path, THREE_SWITCHES))
+    assert configurations is not None and len(configurations) == 8
+    assert len({studies.config_key(c, 0) for c in configurations}) == 8
+    # Conditional parameters: blurpool's size exists only when blurpool is on.
+    blur = studies.finite_configurations(space_file(tmp_path, UNBUILDABLE))
+    assert blur == [{"blurpool.enabled": False}, {"blurpool.enabled": True, "blurpool.size": 5}]
+    assert studies.finite_configurations(load("quickstart")) is None  # continuous ranges
+
+
+def test_the_duplicate_key_is_the_parameters_and_the_seed() -> None:
+    a = {"gap.enabled": True, "se.enabled": False}
+    assert studies.config_key(a, 0) == studies.config_key(dict(reversed(a.items())), 0)
+    assert studies.config_key(a, 0) != studies.config_key(a, 1)
+    assert studies.config_key(a, 0) != studies.config_key({**a, "se.enabled": True}, 0)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_a_target_of_8_in_a_space_of_8_trains_each_configuration_once(
+    sampler: str, tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES, sampler), splits, trials=8)
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 8 and len(set(keys(trained))) == 8
+    assert studies.progress(search.study) == (8, 0)
+    by_number = {t.number: t for t in search.study.trials}
+    for trial in search.study.trials:
+        assert trial.user_attrs["seed"] == 0
+        if "duplicate_of" not in trial.user_attrs:
+            continue
+        original = by_number[trial.user_attrs["duplicate_of"]]
+        assert keys([trial]) == keys([original])
+        assert trial.values == original.values  # the sampler is told the reused result
+        assert trial.user_attrs["params"] == original.user_attrs["params"]
+        assert not studies.counted(trial)
+
+
+def test_a_target_beyond_the_space_stops_when_it_is_exhausted_and_says_so(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=12)
+    search.drive()
+    assert len(search.trained()) == 8 and len(set(keys(search.trained()))) == 8
+    assert any("all 8 configurations of the space are tried" in m for m in search.messages)
+    # Continuing the study trains nothing more.
+    search.searcher = search.new_searcher()
+    assert search.searcher.suggest("again") == Searcher.FINISHED
+    assert len(search.study.trials) == len(search.study.get_trials(deepcopy=False))
+
+
+def test_a_proposal_equal_to_a_running_trial_is_not_trained(tmp_path: Path, splits: Splits) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
+    first = search.searcher.suggest("a")  # the baseline, now running
+    params = {k: v for k, v in first.items() if k not in (TRIAL_KEY, SEED_KEY)}
+    search.study.enqueue_trial(params)  # the sampler proposes it again
+    second = search.searcher.suggest("b")
+    running_dup = search.study.trials[1]
+    assert running_dup.state == TrialState.FAIL
+    assert running_dup.user_attrs["failure"] == studies.DUPLICATE
+    assert running_dup.user_attrs["duplicate_of"] == first[TRIAL_KEY]
+    assert second[TRIAL_KEY] == 2 and keys([search.study.trials[2]]) != keys([running_dup])
+    search.train("a", first)
+    search.train("b", second)
+    assert studies.progress(search.study) == (2, 0)
+
+
+def test_another_seed_is_another_configuration(tmp_path: Path, splits: Splits) -> None:
+    """A designed study's seed travels to the trainer, and the same parameters at another
+    seed are trained, not reused."""
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=3)
+    search.train("a", search.searcher.suggest("a"))
+    params = search.study.trials[0].params
+    search.study.enqueue_trial(params, user_attrs={"seed": 7})
+    proposal = search.searcher.suggest("b")
+    assert proposal[SEED_KEY] == 7 and search.study.trials[1].state == TrialState.RUNNING
+    search.train("b", proposal)
+    seeded = search.study.trials[1]
+    assert seeded.user_attrs["seed"] == 7 and "duplicate_of" not in seeded.user_attrs
+    assert seeded.values != search.study.trials[0].values  # another initialisation
+
+
+def test_a_configuration_that_cannot_be_built_fails_its_trial_not_the_search(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, space_file(tmp_path, UNBUILDABLE), splits, trials=2)
+    search.drive()
+    off, on = search.study.trials
+    assert off.state == TrialState.COMPLETE and not off.params["blurpool.enabled"]
+    assert on.state == TrialState.FAIL and on.params["blurpool.enabled"]
+    assert on.user_attrs["failure"] == studies.ERROR
+    assert "Padding size" in on.user_attrs["reason"]
+    assert studies.progress(search.study) == (2, 0)  # a build error is a counted failure
+
+
+def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, splits: Splits) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4)
+    baseline = search.searcher.suggest("a")
+    other = search.searcher.suggest("b")
+    assert search.searcher.interrupted() == 2  # Ctrl-C while both ran
+    assert studies.requeue_interrupted(search.study) == 2
+    assert studies.requeue_interrupted(search.study) == 0  # each is queued once
+    waiting = search.study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs["rerun_of"] for t in waiting] == [baseline[TRIAL_KEY], other[TRIAL_KEY]]
+    assert waiting[0].user_attrs["baseline"] is True and waiting[0].user_attrs["seed"] == 0
+
+    search.searcher = search.new_searcher()
+    search.drive()
+    trials = search.study.trials
+    rerun = trials[2]
+    assert rerun.state == TrialState.COMPLETE and rerun.user_attrs["baseline"] is True
+    assert rerun.params == trials[0].params and trials[3].params == trials[1].params
+    assert len(search.trained()) == 4 and len(set(keys(search.trained()))) == 4
+    rows = {r["number"]: r for r in export.rows(search.study, search.config, only_pareto=False)}
+    assert rows[2]["rerun_of"] == 0 and rows[3]["rerun_of"] == 1
+    assert rows[0]["failure"] == studies.INTERRUPTED
+
+
+def test_every_row_has_every_measurement_and_the_study_names_its_objectives(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
+    search.drive()
+    assert search.study.metric_names == ["accuracy", "latency_ms"]
+    rows = export.rows(search.study, search.config, only_pareto=False)
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(complete) >= 8
+    for row in complete:
+        assert isinstance(row["params"], int) and row["params"] > 0  # not an objective here
+        assert row["flops"] > 0 and row["latency_ms"] > 0 and 0 <= row["accuracy"] <= 1
+        assert row["device"] == "cpu" and row["threads"] == 1 and row["seed"] == 0
+    duplicates = [r for r in rows if r["duplicate_of"] is not None]
+    assert all(r["number"] not in export.pareto_numbers(search.study) for r in duplicates)
+
+
+def test_queued_trials_train_even_when_the_space_is_exhausted_at_the_study_seed(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """Another seed is another configuration: trials queued at another seed (a designed
+    study's paired seeds) are trained although every configuration at the study's seed is."""
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
+    search.drive()
+    for params in studies.finite_configurations(search.config.space()):
+        search.study.enqueue_trial(params, user_attrs={"seed": 1})
+    search.config = replace(search.config, trials=20)
+    search.searcher = search.new_searcher()
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 16 and len(set(keys(trained))) == 16
+    assert sorted(t.user_attrs["seed"] for t in trained) == [0] * 8 + [1] * 8
+    assert any("all 8 configurations of the space are tried" in m for m in search.messages)
