@@ -22,6 +22,7 @@ from spaces.space import (
     TechniqueChoice,
 )
 from trainer.budget import POLICIES
+from trainer.schedule import SCHEDULES
 from trainer.spec import ArchSpec, StageSpec, TrainSpec
 from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
@@ -244,6 +245,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
             "weight_decay", (int, float), defaults.weight_decay, low=0.0, high=0.1
         ),
         nesterov=train.get("nesterov", bool, defaults.nesterov),
+        schedule=train.get("schedule", str, defaults.schedule, choices=SCHEDULES),
         crop_padding=train.get("crop_padding", int, defaults.crop_padding, low=0, high=16),
         flip=train.get("flip", bool, defaults.flip),
     )

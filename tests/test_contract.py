@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import spaces
 from trainer.budget import resolve_arch
@@ -77,6 +80,87 @@ def test_technique_trains_finite_and_changes_the_run(name: str) -> None:
         assert on.final_loss != off.final_loss or weights_differ(on.model, off.model), (
             f"{name}: turning it on changed neither the loss nor the weights"
         )
+
+
+# -- one recipe: the schedule every trial shares, and what one-cycle and SWA change -------
+
+
+@contextmanager
+def optimiser_steps() -> Iterator[list[tuple[float, float]]]:
+    """(lr, momentum) of every optimiser step taken inside the block, by any optimiser."""
+    seen: list[tuple[float, float]] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        group = optimizer.param_groups[0]
+        seen.append((group["lr"], group["momentum"]))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def recipe_run(epochs: int, techniques: dict, **recipe: object) -> list[tuple[float, float]]:
+    """The (lr, momentum) of every step of a TINY run (8 steps per epoch)."""
+    spec = replace(TINY, train=replace(TINY.train, epochs=epochs, **recipe), techniques=techniques)
+    with optimiser_steps() as steps:
+        train(spec, digits_splits(), threads=2, latency_runs=2)
+    return steps
+
+
+def cosine(lr: float, total: int) -> list[float]:
+    return [lr * (1 + math.cos(math.pi * t / total)) / 2 for t in range(total)]
+
+
+def test_base_schedule_is_cosine_to_zero_per_step_or_constant() -> None:
+    steps = recipe_run(2, {})
+    assert [lr for lr, _ in steps] == pytest.approx(cosine(0.05, 16))
+    assert {m for _, m in steps} == {0.9}
+    steps = recipe_run(2, {"sam": {}}, schedule="constant")  # SAM: still one step per update
+    assert [lr for lr, _ in steps] == [0.05] * 16
+
+
+def test_with_swa_the_base_schedule_runs_before_averaging_and_swalr_after() -> None:
+    # start 0.5 of 4 epochs: 16 steps of cosine, then 16 of SWALR (annealed over 2 steps).
+    steps = recipe_run(4, {"swa": {"start": 0.5, "lr": 0.01}})
+    lrs = [lr for lr, _ in steps]
+    assert len(lrs) == 32
+    assert lrs[:16] == pytest.approx(cosine(0.05, 16))
+    assert lrs[18:] == pytest.approx([0.01] * 14)
+
+
+@pytest.mark.parametrize("swa", [False, True])
+def test_one_cycle_spans_exactly_the_steps_before_averaging(swa: bool) -> None:
+    max_lr, pct = 0.2, 0.25
+    techniques = {"one_cycle": {"max_lr": max_lr, "pct_start": pct}}
+    if swa:
+        techniques["swa"] = {"start": 0.5, "lr": 0.01}
+    steps = recipe_run(4, techniques)
+    main = 16 if swa else 32
+    lrs = [lr for lr, _ in steps[:main]]
+    assert lrs[0] == pytest.approx(max_lr / 25)
+    assert max(range(main), key=lrs.__getitem__) == round(pct * main) - 1
+    # The last scheduled step is the cycle's last: not cut short, not run past its end.
+    assert lrs[-1] == pytest.approx(max_lr / 25 / 1e4)
+    assert steps[main - 1][1] == pytest.approx(0.95)  # one-cycle's momentum at the end
+    if swa:
+        # SWA owns the rest, and momentum is the trial's again.
+        assert [m for _, m in steps[main:]] == [0.9] * 16
+        assert [lr for lr, _ in steps[main + 2 :]] == pytest.approx([0.01] * 14)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "batch", "pct"), [(1, 64, 0.125), (1, 128, 0.25), (2, 512, 0.5)]
+)
+def test_one_cycle_survives_a_warm_up_of_exactly_one_step(
+    epochs: int, batch: int, pct: float
+) -> None:
+    # pct * steps == 1 divided by zero inside OneCycleLR: 8, 4 and 2 steps of 512 images.
+    steps = recipe_run(epochs, {"one_cycle": {"max_lr": 0.2, "pct_start": pct}}, batch_size=batch)
+    lrs = [lr for lr, _ in steps]
+    assert lrs[0] == pytest.approx(0.2)  # the warm-up's one step is its peak
+    assert lrs[-1] == pytest.approx(0.2 / 25 / 1e4)
 
 
 # -- the MNIST baseline learns in one epoch -----------------------------------------------

@@ -56,6 +56,7 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         ({"techniques__mixup": {"enabled": "off", "alpha": 0.2}}, "is 'off' but declares"),
         ({"train__epochs": 0}, "train.epochs = 0: expected a value in [1, 10000]"),
         ({"train__lr": "fast"}, "train.lr = 'fast': expected int or float"),
+        ({"train__schedule": "step"}, "train.schedule = 'step': expected one of 'cosine', 'const"),
         ({"budget__policy": "maybe"}, "budget.policy = 'maybe': expected one of 'scale', 'reject'"),
         ({"data__dataset": None}, "missing key 'data.dataset'"),
         ({"model__stages": []}, "model.stages = []: expected a non-empty list"),
