@@ -18,7 +18,7 @@ from search import ablate, export, latency
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
-from spaces import Space, SpaceError, load, preset_names
+from spaces import Space, SpaceError, check_build, load, preset_names
 from trainer.data import DataError, Splits, load_dataset, make_splits
 from trainer.techniques import REGISTRY, rules
 
@@ -123,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
+    check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)  # an unreachable cluster fails before the study is written
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"

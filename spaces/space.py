@@ -44,9 +44,22 @@ class HyperRange:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def grid(self) -> tuple[Value, ...]:
+        """The values a structural check builds: every value of a fixed, listed or integer
+        range (architecture ranges are short), both ends of a float range."""
+        if self.fixed is not None:
+            return (self.fixed,)
+        if self.choices is not None:
+            return self.choices
+        if self.hyper.integer:
+            return tuple(range(int(self.low), int(self.high) + 1))
+        return (self.low, self.high)  # type: ignore[return-value]
+
     def default(self) -> Value:
         """The registered default where this range admits it, else the nearest admitted value."""
         d = self.hyper.default
+        if self.fixed is not None:
+            return self.fixed
         if self.choices is not None:
             return d if d in self.choices else self.choices[0]
         return min(max(d, self.low), self.high)  # type: ignore[type-var]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from trainer.models.net import Net
     from trainer.spec import ArchSpec
 
 Value = bool | int | float | str
@@ -72,7 +73,9 @@ class Technique:
     """Base class: one configured technique. Subclasses override only the slots they fill.
 
     Slots, in the order the loop calls them:
-      - `configure_arch`: architecture techniques rewrite the architecture spec.
+      - `configure_arch`: architecture techniques rewrite the architecture spec;
+        `absent_from` then says what the built network lacks of the technique, if anything,
+        and `hypers_for` bounds a hyperparameter's range by the architecture.
       - `batch`: training techniques transform a normalised batch and its soft targets.
       - `step`: the one technique owning the optimisation step (SAM) replaces it.
       - `make_scheduler`: the one technique owning the learning rate schedule (one-cycle).
@@ -106,6 +109,17 @@ class Technique:
     # -- architecture slot -------------------------------------------------------------
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:
         return arch
+
+    def absent_from(self, model: Net) -> str | None:
+        """Why the built network does not contain this technique's blocks, or None if it
+        does. A technique that is on must do what it names, for every value in its range."""
+        return None
+
+    @classmethod
+    def hypers_for(cls, arch: ArchSpec) -> tuple[Hyper, ...]:
+        """The hyperparameters with their ranges bounded by `arch` (where the registered
+        range would reach values that build nothing on it)."""
+        return cls.hypers
 
     # -- training slots ----------------------------------------------------------------
     def batch(
