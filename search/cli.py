@@ -205,9 +205,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_techniques(args: argparse.Namespace) -> int:
     for name, cls in REGISTRY.items():
-        print(f"{name} ({cls.kind}): {cls.summary}")
+        print(f"{name} ({cls.kind}): {cls.summary} [{cls.source}]")
         for hyper in cls.hypers:
-            print(f"    {name}.{hyper.name:16} default {hyper.default!r:8} {hyper.describe()}")
+            fixed = "" if hyper.searched else " (fixed at the default unless a space searches it)"
+            print(
+                f"    {name}.{hyper.name:16} default {hyper.default!r:8} {hyper.describe()}{fixed}"
+            )
+            if hyper.doc:
+                print(f"        {hyper.doc}")
         for rule in rules.rules_for(name):
             print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
     return 0

@@ -126,10 +126,32 @@ class _Reader:
         return value
 
 
-def _hyper_range(reader: _Reader, hyper: Hyper) -> HyperRange:
+def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) -> HyperRange:
     """A hyperparameter as declared: a scalar fixes it, a list gives choices, a mapping
-    {low, high, log} a range; each inside the registered range. Omitted: the registered range."""
+    {low, high, log} a range; each inside the registered range. Omitted: the registered range
+    (or its default, for one the paper fixes). A conditional one follows the hyperparameter
+    it depends on: one range per value that one may take, declared only once that is fixed."""
+    if hyper.given is not None:
+        depends = earlier[hyper.given]
+        if depends.fixed is not None:
+            hyper = hyper.branch(depends.fixed)
+        elif hyper.name in reader.raw:
+            raise reader.fail(
+                hyper.name,
+                reader.raw[hyper.name],
+                f"no declaration while {hyper.given} is searched (its range depends on "
+                f"{hyper.given}: {hyper.describe()}); fix {hyper.given} to declare it",
+            )
+        else:
+            return HyperRange(
+                hyper,
+                cases=tuple(
+                    (v, _hyper_range(reader, hyper.branch(v), earlier)) for v in depends.grid()
+                ),
+            )
     if hyper.name not in reader.raw:
+        if not hyper.searched:
+            return HyperRange(hyper, fixed=hyper.default)
         if hyper.choices is not None:
             return HyperRange(hyper, choices=hyper.choices)
         return HyperRange(hyper, low=hyper.low, high=hyper.high, log=hyper.log)
@@ -186,7 +208,10 @@ def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
                 f"{reader.where}: {sub.path} is 'off' but declares hyperparameters "
                 f"{', '.join(k for k in sub.raw if k != 'enabled')}: remove them or enable it"
             )
-    return TechniqueChoice(name, switch, {h.name: _hyper_range(sub, h) for h in hypers})
+    ranges: dict[str, HyperRange] = {}
+    for hyper in hypers:  # in order: a conditional range reads the one it depends on
+        ranges[hyper.name] = _hyper_range(sub, hyper, ranges)
+    return TechniqueChoice(name, switch, ranges)
 
 
 def _stages(reader: _Reader) -> tuple[StageSpec, ...]:

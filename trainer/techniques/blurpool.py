@@ -24,6 +24,7 @@ class BlurPool(Technique):
     name = "blurpool"
     kind = "architecture"
     summary = "binomial blur before every downsampling (anti-aliasing)"
+    source = "Zhang, ICML 2019, Making CNNs shift-invariant again"
     hypers = (Hyper("size", 3, low=2, high=5, integer=True, doc="binomial filter size"),)
 
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:

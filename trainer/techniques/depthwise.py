@@ -34,6 +34,7 @@ class Depthwise(Technique):
     name = "depthwise"
     kind = "architecture"
     summary = "depthwise-separable convs from a given stage on"
+    source = "Howard et al. 2017, MobileNets"
     hypers = (
         Hyper("kernel", 3, choices=(3, 5), doc="kernel size of the depthwise conv"),
         FIRST_STAGE,

@@ -23,6 +23,7 @@ class GlobalAvgPool(Technique):
     name = "gap"
     kind = "architecture"
     summary = "global average pooling head instead of flatten + linear"
+    source = "Lin et al. 2014, Network in Network"
 
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:
         return replace(arch, head="gap")

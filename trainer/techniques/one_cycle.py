@@ -27,6 +27,7 @@ class OneCycle(Technique):
     name = "one_cycle"
     kind = "training"
     summary = "one-cycle learning rate (warm-up then cosine annealing)"
+    source = "Smith & Topin 2018, Super-convergence"
     hypers = (
         Hyper("max_lr", 0.1, low=0.01, high=1.0, log=True, doc="peak learning rate"),
         Hyper("pct_start", 0.3, low=0.1, high=0.5, doc="fraction of steps spent warming up"),

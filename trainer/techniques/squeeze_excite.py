@@ -24,6 +24,7 @@ class SqueezeExcitation(Technique):
     name = "se"
     kind = "architecture"
     summary = "squeeze-and-excitation channel gates"
+    source = "Hu et al., CVPR 2018"
     hypers = (Hyper("ratio", 0.25, low=0.0625, high=0.5, log=True, doc="hidden width / channels"),)
 
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:

@@ -36,6 +36,7 @@ class SWA(Technique):
     name = "swa"
     kind = "training"
     summary = "stochastic weight averaging over the last epochs"
+    source = "Izmailov et al., UAI 2018"
     hypers = (
         Hyper("start", 0.75, low=0.5, high=0.95, doc="fraction of epochs before averaging"),
         Hyper("lr", 0.02, low=0.001, high=0.5, log=True, doc="SWA learning rate"),
