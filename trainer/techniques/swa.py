@@ -29,7 +29,8 @@ class SWA(Technique):
     """Average the weights at the end of each epoch from `start` of training on.
 
     SWA owns the learning rate during the averaging phase (SWALR, cosine anneal to `lr`,
-    counted in optimiser steps since the loop steps every scheduler per optimiser step).
+    counted in optimiser steps since the loop steps every scheduler per optimiser step);
+    the trial's base schedule (or one-cycle) runs over the steps before it.
     The evaluated model is the averaged one with recomputed BatchNorm statistics.
     """
 
