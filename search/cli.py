@@ -139,6 +139,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     seeds = ablate.seeds(args.seed, args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     splits = _load_splits(space, data_dir, args.seed, args.download)
+    check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
     print(design.describe(seeds))
     if args.dry_run:
