@@ -1,7 +1,7 @@
 """Contracts every technique and every preset must keep, derived from the registries.
 
-The technique list comes from `REGISTRY`, so a newly registered technique is covered (and a
-technique that trains but changes nothing fails) without anyone remembering to add it here.
+The technique list comes from `REGISTRY`: each technique's specific effect is asserted on
+a traced run through `train()`, and a newly registered technique without one fails.
 """
 
 from __future__ import annotations
