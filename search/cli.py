@@ -18,7 +18,7 @@ from search import ablate, export, latency
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
-from spaces import Space, SpaceError, load, preset_names
+from spaces import Space, SpaceError, check_build, load, preset_names
 from trainer.data import DataError, Splits, load_dataset, make_splits
 from trainer.techniques import REGISTRY, rules
 
@@ -123,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
+    check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)  # an unreachable cluster fails before the study is written
     name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -138,6 +139,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     seeds = ablate.seeds(args.seed, args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     splits = _load_splits(space, data_dir, args.seed, args.download)
+    check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
     print(design.describe(seeds))
     if args.dry_run:
@@ -206,9 +208,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_techniques(args: argparse.Namespace) -> int:
     for name, cls in REGISTRY.items():
-        print(f"{name} ({cls.kind}): {cls.summary}")
+        print(f"{name} ({cls.kind}): {cls.summary} [{cls.source}]")
         for hyper in cls.hypers:
-            print(f"    {name}.{hyper.name:16} default {hyper.default!r:8} {hyper.describe()}")
+            fixed = "" if hyper.searched else " (fixed at the default unless a space searches it)"
+            print(
+                f"    {name}.{hyper.name:16} default {hyper.default!r:8} {hyper.describe()}{fixed}"
+            )
+            if hyper.doc:
+                print(f"        {hyper.doc}")
         for rule in rules.rules_for(name):
             print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
     return 0

@@ -7,6 +7,7 @@ searchable as soon as it is registered.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from spaces.space import (
     Space,
     TechniqueChoice,
 )
-from trainer.budget import POLICIES
-from trainer.spec import ArchSpec, StageSpec, TrainSpec
+from trainer.budget import POLICIES, resolve_arch
+from trainer.models.net import BuildError
+from trainer.schedule import SCHEDULES
+from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
 from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
 
@@ -124,10 +127,32 @@ class _Reader:
         return value
 
 
-def _hyper_range(reader: _Reader, hyper: Hyper) -> HyperRange:
+def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) -> HyperRange:
     """A hyperparameter as declared: a scalar fixes it, a list gives choices, a mapping
-    {low, high, log} a range; each inside the registered range. Omitted: the registered range."""
+    {low, high, log} a range; each inside the registered range. Omitted: the registered range
+    (or its default, for one the paper fixes). A conditional one follows the hyperparameter
+    it depends on: one range per value that one may take, declared only once that is fixed."""
+    if hyper.given is not None:
+        depends = earlier[hyper.given]
+        if depends.fixed is not None:
+            hyper = hyper.branch(depends.fixed)
+        elif hyper.name in reader.raw:
+            raise reader.fail(
+                hyper.name,
+                reader.raw[hyper.name],
+                f"no declaration while {hyper.given} is searched (its range depends on "
+                f"{hyper.given}: {hyper.describe()}); fix {hyper.given} to declare it",
+            )
+        else:
+            return HyperRange(
+                hyper,
+                cases=tuple(
+                    (v, _hyper_range(reader, hyper.branch(v), earlier)) for v in depends.grid()
+                ),
+            )
     if hyper.name not in reader.raw:
+        if not hyper.searched:
+            return HyperRange(hyper, fixed=hyper.default)
         if hyper.choices is not None:
             return HyperRange(hyper, choices=hyper.choices)
         return HyperRange(hyper, low=hyper.low, high=hyper.high, log=hyper.log)
@@ -164,8 +189,9 @@ def _switch(value: object) -> object:
     return value
 
 
-def _technique(reader: _Reader, name: str) -> TechniqueChoice:
+def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
     cls = REGISTRY[name]
+    hypers = cls.hypers_for(arch)
     value = _switch(reader.raw[name])
     if isinstance(value, str):
         if value not in SWITCHES:
@@ -174,7 +200,7 @@ def _technique(reader: _Reader, name: str) -> TechniqueChoice:
         sub = _Reader({}, reader.where, f"{reader.path}.{name}")
     else:
         sub = reader.section(name)
-        sub.only("enabled", *(h.name for h in cls.hypers))
+        sub.only("enabled", *(h.name for h in hypers))
         if "enabled" in sub.raw:
             sub.raw = {**sub.raw, "enabled": _switch(sub.raw["enabled"])}
         switch = sub.get("enabled", str, "search", choices=SWITCHES)
@@ -183,7 +209,10 @@ def _technique(reader: _Reader, name: str) -> TechniqueChoice:
                 f"{reader.where}: {sub.path} is 'off' but declares hyperparameters "
                 f"{', '.join(k for k in sub.raw if k != 'enabled')}: remove them or enable it"
             )
-    return TechniqueChoice(name, switch, {h.name: _hyper_range(sub, h) for h in cls.hypers})
+    ranges: dict[str, HyperRange] = {}
+    for hyper in hypers:  # in order: a conditional range reads the one it depends on
+        ranges[hyper.name] = _hyper_range(sub, hyper, ranges)
+    return TechniqueChoice(name, switch, ranges)
 
 
 def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
@@ -271,6 +300,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
             "weight_decay", (int, float), defaults.weight_decay, low=0.0, high=0.1
         ),
         nesterov=train.get("nesterov", bool, defaults.nesterov),
+        schedule=train.get("schedule", str, defaults.schedule, choices=SCHEDULES),
         crop_padding=train.get("crop_padding", int, defaults.crop_padding, low=0, high=16),
         flip=train.get("flip", bool, defaults.flip),
     )
@@ -292,7 +322,9 @@ def parse(raw: Any, where: str = "<space>") -> Space:
             f"{where}: unknown technique(s) {', '.join(map(repr, unknown))}; "
             f"registered: {', '.join(REGISTRY)}"
         )
-    choices = {name: _technique(techniques, name) for name in REGISTRY if name in techniques.raw}
+    choices = {
+        name: _technique(techniques, name, arch) for name in REGISTRY if name in techniques.raw
+    }
     always = {n for n, c in choices.items() if c.switch == "on"}
     try:
         rules.check(always)
@@ -325,3 +357,48 @@ def parse(raw: Any, where: str = "<space>") -> Space:
         source=raw,
     )
     return space
+
+
+def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Build, on the meta device, the networks the space can propose on these images: each
+    architecture technique at every value of its hyperparameters (every integer, every
+    choice, both ends of a float range), once with only the always-on techniques beside
+    it and once with every declared one. Refuse the space if one cannot be built, or
+    leaves a technique that is on with nothing to do.
+
+    Which blocks exist depends on each technique alone and on the model, not on pairs of
+    techniques, so this covers the space without building every combination (~0.1 s each).
+    """
+    declared = {
+        name: choice
+        for name, choice in space.techniques.items()
+        if REGISTRY[name].kind == "architecture" and choice.switch != "off"
+    }
+    defaults = {n: {h: r.default() for h, r in c.hypers.items()} for n, c in declared.items()}
+    always = {n: p for n, p in defaults.items() if declared[n].switch == "on"}
+    points = [
+        (name, dict(zip(choice.hypers, values, strict=True)))
+        for name, choice in declared.items()
+        for values in itertools.product(*(r.grid() for r in choice.hypers.values()))
+    ]
+    # Alone first, so a failure names the value that causes it.
+    configs = [always, *({**always, n: p} for n, p in points)]
+    configs += [{**defaults, n: p} for n, p in points]
+    seen: set[str] = set()
+    for techniques in configs:
+        if repr(techniques) in seen:
+            continue
+        seen.add(repr(techniques))
+        spec = TrialSpec(arch=space.arch, train=space.train, techniques=techniques, budget=None)
+        try:
+            resolve_arch(spec, in_shape, num_classes)
+        except BuildError as err:
+            values = ", ".join(
+                f"{n}.{h} = {v!r}" for n, p in techniques.items() for h, v in p.items()
+            )
+            on = ", ".join(techniques) or "no architecture technique"
+            image = "x".join(map(str, in_shape))
+            raise SpaceError(
+                f"{space.name}: with {on} on ({values or 'no hyperparameters'}) on {image} "
+                f"images: {err}"
+            ) from None

@@ -26,7 +26,8 @@ SWITCHES = ("search", "on", "off")
 
 @dataclass(frozen=True)
 class HyperRange:
-    """What a space makes of one hyperparameter: a fixed value, choices, or a range."""
+    """What a space makes of one hyperparameter: a fixed value, choices, or a range; or,
+    for a conditional hyperparameter, one of those per value of the one it depends on."""
 
     hyper: Hyper
     fixed: Value | None = None
@@ -34,6 +35,25 @@ class HyperRange:
     low: float | None = None
     high: float | None = None
     log: bool = False
+    cases: tuple[tuple[Value, HyperRange], ...] = ()
+
+    def branch(self, name: str, values: dict[str, Value]) -> tuple[HyperRange, str]:
+        """The range that applies given the technique's `values` so far, and its Optuna
+        name: `name` for the first case, else `name_<given>` (`sam.rho_adaptive`), so each
+        branch keeps its own distribution and the sampler never mixes them."""
+        if not self.cases:
+            return self, name
+        given = self.hyper.given
+        value = values[given]  # type: ignore[index]
+        for i, (case, hyper_range) in enumerate(self.cases):
+            if case == value and type(case) is type(value):
+                if i == 0:
+                    return hyper_range, name
+                return (
+                    hyper_range,
+                    f"{name}_{given}" if value is True else f"{name}_{given}_{value}",
+                )
+        raise ValueError(f"{name}: no range for {given} = {value!r}")
 
     def suggest(self, trial: optuna.Trial, name: str) -> Value:
         if self.fixed is not None:
@@ -44,14 +64,30 @@ class HyperRange:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def grid(self) -> tuple[Value, ...]:
+        """The values a structural check builds: every value of a fixed, listed or integer
+        range (architecture ranges are short), both ends of a float range."""
+        if self.fixed is not None:
+            return (self.fixed,)
+        if self.choices is not None:
+            return self.choices
+        if self.hyper.integer:
+            return tuple(range(int(self.low), int(self.high) + 1))
+        return (self.low, self.high)  # type: ignore[return-value]
+
     def default(self) -> Value:
         """The registered default where this range admits it, else the nearest admitted value."""
         d = self.hyper.default
+        if self.fixed is not None:
+            return self.fixed
         if self.choices is not None:
             return d if d in self.choices else self.choices[0]
         return min(max(d, self.low), self.high)  # type: ignore[type-var]
 
     def describe(self) -> str:
+        if self.cases:
+            given = self.hyper.given
+            return "; ".join(f"{r.describe()} if {given} = {v!r}" for v, r in self.cases)
         if self.fixed is not None:
             return repr(self.fixed)
         if self.choices is not None:
@@ -124,9 +160,11 @@ class Space:
                 and trial.suggest_categorical(f"{name}.enabled", [False, True])
             )
             if on:
-                enabled[name] = {
-                    h: r.suggest(trial, f"{name}.{h}") for h, r in choice.hypers.items()
-                }
+                values: dict[str, Value] = {}
+                for h, r in choice.hypers.items():
+                    r, key = r.branch(f"{name}.{h}", values)
+                    values[h] = r.suggest(trial, key)
+                enabled[name] = values
         return TrialSpec(
             arch=self.arch,
             train=self.train,
@@ -145,9 +183,12 @@ class Space:
             if choice.switch == "search":
                 params[f"{name}.enabled"] = on
             if on:
+                values: dict[str, Value] = {}
                 for h, r in choice.hypers.items():
+                    r, key = r.branch(f"{name}.{h}", values)
+                    values[h] = r.default()
                     if r.fixed is None:
-                        params[f"{name}.{h}"] = r.default()
+                        params[key] = values[h]
         return params
 
     def baseline_params(self) -> dict[str, Value]:

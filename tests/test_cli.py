@@ -36,6 +36,7 @@ BAD_INPUTS = {
     "unknown key": (["run", "{unknown_key}"], "unknown key(s) 'colour'"),
     "out-of-range value": (["run", "{out_of_range}"], "blurpool.size = 7: expected"),
     "unknown technique": (["run", "{unknown_technique}"], "unknown technique(s) 'dropout'"),
+    "a network the images cannot take": (["run", "{unbuildable}"], "cannot take its 2x2 input map"),
     "missing data set": (
         ["run", "mnist_budget_1_5k", "--data-dir", "{empty}"],
         "--data-dir",
@@ -75,6 +76,11 @@ def test_bad_input_gets_one_message_and_status_2(
         ),
         "unknown_technique": write(
             tmp_path, "t.yaml", VALID.replace("blurpool: search", "dropout: search")
+        ),
+        "unbuildable": write(  # 8x8 digits: the third stage's blur would pad a 1x1 map
+            tmp_path,
+            "u.yaml",
+            VALID.replace("[{channels: 8}]", "[{channels: 8}, {channels: 8}, {channels: 8}]"),
         ),
         "empty": str(tmp_path / "empty"),
         "kept": existing_study,

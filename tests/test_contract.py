@@ -1,29 +1,42 @@
 """Contracts every technique and every preset must keep, derived from the registries.
 
-The technique list comes from `REGISTRY`, so a newly registered technique is covered (and a
-technique that trains but changes nothing fails) without anyone remembering to add it here.
+The technique list comes from `REGISTRY`: each technique's specific effect is asserted on
+a traced run through `train()`, and a newly registered technique without one fails.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 import spaces
+import trainer.train
 from trainer.budget import resolve_arch
 from trainer.data import Splits, load_dataset, make_splits
+from trainer.models.blurpool import BlurPool2d
+from trainer.models.net import ConvBNAct, Net
+from trainer.models.separable import SeparableConv2d
+from trainer.models.squeeze_excite import SqueezeExcite
 from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
 from trainer.techniques import REGISTRY
-from trainer.train import Result, train
+from trainer.techniques.swa import SWA
+from trainer.train import Result, soft_cross_entropy, train
 
-# -- every technique changes a short run --------------------------------------------------
+# -- every technique has its specific effect in a short run ----------------------------
 
 # 8x8 digits -> 4x4 -> 2x2: small enough for a few seconds per run, big enough that the
 # flatten head differs from GAP and BlurPool has something to blur.
@@ -34,6 +47,9 @@ TINY = TrialSpec(
     budget=None,  # no width rescaling: on and off differ only by the technique
     seed=0,
 )
+STEPS = 16  # 2 epochs of 8 steps
+# Hyperparameters that make the effect visible on 8x8 images.
+PARAMS: dict[str, dict] = {"cutout": {"size": 3}, "label_smoothing": {"eps": 0.2}}
 
 
 @cache
@@ -43,40 +59,279 @@ def digits_splits() -> Splits:
     return replace(splits, x_train=splits.x_train[:512], y_train=splits.y_train[:512])
 
 
+@contextmanager
+def optimiser_steps() -> Iterator[list[tuple[float, float]]]:
+    """(lr, momentum) of every optimiser step taken inside the block, by any optimiser."""
+    seen: list[tuple[float, float]] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        group = optimizer.param_groups[0]
+        seen.append((group["lr"], group["momentum"]))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@dataclass
+class Trace:
+    """What one run did: its result, and every training step as the network and loss saw it."""
+
+    result: Result
+    inputs: list[torch.Tensor]  # the input of every training-mode forward pass
+    targets: list[torch.Tensor]  # the targets of every loss
+    steps: list[tuple[float, float]]  # (lr, momentum) of every optimiser step
+
+
 @cache
-def tiny_run(technique: str | None) -> Result:
-    """One short run with `technique` on (default hyperparameters), or none when None."""
-    spec = replace(TINY, techniques={technique: {}} if technique else {})
-    return train(spec, digits_splits(), threads=2, latency_runs=2)
+def tiny_run(technique: str | None) -> Trace:
+    """One short run with `technique` on, or none when None, traced."""
+    spec = replace(TINY, techniques={technique: PARAMS.get(technique, {})} if technique else {})
+    inputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+
+    def see_input(module: torch.nn.Module, args: tuple) -> None:
+        if isinstance(module, Net) and module.training:
+            inputs.append(args[0].detach().clone())
+
+    def loss(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        targets.append(soft.detach().clone())
+        return soft_cross_entropy(logits, soft)
+
+    handle = register_module_forward_pre_hook(see_input)
+    try:
+        with pytest.MonkeyPatch.context() as patch, optimiser_steps() as steps:
+            patch.setattr("trainer.train.soft_cross_entropy", loss)
+            result = train(spec, digits_splits(), threads=2, latency_runs=2)
+    finally:
+        handle.remove()
+    return Trace(result, inputs, targets, steps)
 
 
-def weights_differ(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() != sb.keys() or any(
-        sa[k].shape != sb[k].shape or not torch.equal(sa[k], sb[k]) for k in sa
+def stages(model: torch.nn.Module) -> list[list[torch.nn.Module]]:
+    return [list(stage) for stage in list(model.features)[1:]]
+
+
+def depthwise_effect(on: Trace, off: Trace) -> None:
+    for stage in stages(on.result.model):  # first_stage 0: every stage's conv is separable
+        assert isinstance(stage[0], SeparableConv2d)
+    assert not any(isinstance(m, SeparableConv2d) for m in off.result.model.modules())
+
+
+def gap_effect(on: Trace, off: Trace) -> None:
+    head = list(on.result.model.head)
+    assert isinstance(head[0], torch.nn.AdaptiveAvgPool2d)
+    assert head[-1].in_features == 12  # the last stage's channels, not channels * 2 * 2
+    assert off.result.model.head[-1].in_features == 12 * 2 * 2
+
+
+def blurpool_effect(on: Trace, off: Trace) -> None:
+    for stage in stages(on.result.model):  # Zhang 2019: MaxPool(2, s1), then Blur(s2)
+        pool, blur = stage[-2:]
+        assert isinstance(pool, torch.nn.MaxPool2d) and (pool.kernel_size, pool.stride) == (2, 1)
+        assert isinstance(blur, BlurPool2d) and blur.stride == 2
+    for stage in stages(off.result.model):
+        assert isinstance(stage[-1], torch.nn.MaxPool2d) and stage[-1].stride == 2
+
+
+def se_effect(on: Trace, off: Trace) -> None:
+    for stage in stages(on.result.model):  # Hu 2018: gate the convs' output, then downsample
+        kinds = [type(m) for m in stage]
+        assert kinds == [ConvBNAct, SqueezeExcite, torch.nn.MaxPool2d]
+    assert not any(isinstance(m, SqueezeExcite) for m in off.result.model.modules())
+
+
+def cutout_effect(on: Trace, off: Trace) -> None:
+    for x in on.inputs:
+        holes = (x == 0).all(1)  # normalised inputs are zero only inside a hole
+        assert (holes.sum((1, 2)) >= 4).all()  # a 3x3 square, at worst clipped to 2x2
+        assert len({tuple(h.flatten().tolist()) for h in holes}) > len(x) // 2
+    assert not any((x == 0).all(1).any() for x in off.inputs)
+
+
+def mixup_effect(on: Trace, off: Trace) -> None:
+    for t in on.targets:
+        torch.testing.assert_close(t.sum(1), torch.ones(len(t)))
+        assert ((t > 0).sum(1) <= 2).all()  # each row mixes two one-hots
+        assert ((t > 0).sum(1) == 2).any()
+        lam = t.max(1).values[(t > 0).sum(1) == 2]
+        torch.testing.assert_close(lam, lam[:1].expand_as(lam))  # one lambda per batch
+
+
+def label_smoothing_effect(on: Trace, off: Trace) -> None:
+    for t in on.targets:  # (1 - 0.2) * onehot + 0.2 / 10, smoothed once
+        assert t.max().item() == pytest.approx(0.82)
+        assert t.min().item() == pytest.approx(0.02)
+    assert all(set(t.unique().tolist()) == {0.0, 1.0} for t in off.targets)
+
+
+def sam_effect(on: Trace, off: Trace) -> None:
+    assert len(on.inputs) == 2 * len(on.steps) == 2 * STEPS  # two passes per optimiser step
+    assert all(
+        a is b or torch.equal(a, b) for a, b in zip(on.inputs[::2], on.inputs[1::2], strict=True)
     )
+    bn = on.result.model.features[0][1]
+    assert bn.num_batches_tracked.item() == STEPS  # the second pass leaves BatchNorm alone
+
+
+def one_cycle_effect(on: Trace, off: Trace) -> None:
+    lrs = [lr for lr, _ in on.steps]
+    assert len(lrs) == STEPS and max(lrs) == pytest.approx(0.1, rel=0.01)  # max_lr at 30%
+    assert lrs.index(max(lrs)) == round(0.3 * STEPS) - 1
+    assert {m for _, m in on.steps} != {0.9}  # momentum cycles
+
+
+def swa_effect(on: Trace, off: Trace) -> None:
+    # The returned model is the averaged one: BatchNorm statistics recomputed over the 8
+    # clean batches, not the 16 training steps' (see the test below for the weights).
+    assert on.result.model.features[0][1].num_batches_tracked.item() == 8
+    assert off.result.model.features[0][1].num_batches_tracked.item() == STEPS
+    assert [lr for lr, _ in on.steps][8:] != [lr for lr, _ in off.steps][8:]  # SWALR owns them
+
+
+EFFECTS = {
+    "depthwise": depthwise_effect,
+    "gap": gap_effect,
+    "blurpool": blurpool_effect,
+    "se": se_effect,
+    "cutout": cutout_effect,
+    "mixup": mixup_effect,
+    "label_smoothing": label_smoothing_effect,
+    "sam": sam_effect,
+    "one_cycle": one_cycle_effect,
+    "swa": swa_effect,
+}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_technique_trains_finite_and_changes_the_run(name: str) -> None:
-    off, on = tiny_run(None), tiny_run(name)
-    assert math.isfinite(on.final_loss)
-    assert 0.0 <= on.accuracy <= 1.0
-    if REGISTRY[name].kind == "architecture":
-        built_differs = (on.params, on.flops) != (off.params, off.flops) or str(on.model) != str(
-            off.model
-        )
-        assert built_differs, f"{name}: the built model is the same as without it"
-        assert (on.accuracy, on.final_loss) != (off.accuracy, off.final_loss), (
-            f"{name}: a different model trained to exactly the same accuracy and loss"
-        )
-    else:
-        assert (on.params, on.flops) == (off.params, off.flops), (
-            f"{name}: a training technique changed the model's size"
-        )
-        assert on.final_loss != off.final_loss or weights_differ(on.model, off.model), (
-            f"{name}: turning it on changed neither the loss nor the weights"
-        )
+def test_technique_has_its_specific_effect_in_a_run(name: str) -> None:
+    assert name in EFFECTS, f"{name}: registered without a test of its effect"
+    on = tiny_run(name)
+    assert math.isfinite(on.result.final_loss)
+    EFFECTS[name](on, tiny_run(None))
+
+
+def test_swa_averaged_model_is_evaluated_timed_counted_and_returned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    used: dict[str, torch.nn.Module] = {}
+    for name in ("evaluate", "measure_latency", "count_params", "count_flops"):
+        original = getattr(trainer.train, name)
+
+        def spy(model, *args, _original=original, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+            used[_name] = model
+            return _original(model, *args, **kwargs)
+
+        monkeypatch.setattr(trainer.train, name, spy)
+    snapshots: list[list[torch.Tensor]] = []
+    after_epoch = SWA.after_epoch
+
+    def snapshot(self: SWA, model: torch.nn.Module) -> None:
+        snapshots.append([p.detach().clone() for p in model.parameters()])
+        after_epoch(self, model)
+
+    monkeypatch.setattr(SWA, "after_epoch", snapshot)
+    spec = replace(TINY, train=replace(TINY.train, epochs=4), techniques={"swa": {"start": 0.5}})
+    result = train(spec, digits_splits(), threads=2, latency_runs=2)
+
+    assert len(snapshots) == 2  # epochs 2 and 3
+    assert set(used) == {"evaluate", "measure_latency", "count_params", "count_flops"}
+    assert all(model is result.model for model in used.values())  # and the runner saves it
+    for i, p in enumerate(result.model.parameters()):
+        torch.testing.assert_close(p.detach(), (snapshots[0][i] + snapshots[1][i]) / 2)
+    # BatchNorm statistics recomputed over the 8 clean batches, not carried from 32 steps.
+    assert result.model.features[0][1].num_batches_tracked.item() == 8
+
+
+def test_sam_restores_the_weights_before_every_base_step() -> None:
+    """Between two optimiser steps nothing may move the weights: SAM's ascent is undone."""
+    after_step: list[list[torch.Tensor]] = []
+    moved: list[bool] = []
+
+    def params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p.detach() for group in optimizer.param_groups for p in group["params"]]
+
+    def before(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        if after_step:
+            moved.append(not all(map(torch.equal, after_step[-1], params(optimizer))))
+
+    def after(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        after_step.append([p.clone() for p in params(optimizer)])
+
+    handles = [register_optimizer_step_pre_hook(before), register_optimizer_step_post_hook(after)]
+    try:
+        train(replace(TINY, techniques={"sam": {}}), digits_splits(), threads=2, latency_runs=2)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(moved) == STEPS - 1 and not any(moved)
+
+
+# -- one recipe: the schedule every trial shares, and what one-cycle and SWA change -------
+
+
+def recipe_run(epochs: int, techniques: dict, **recipe: object) -> list[tuple[float, float]]:
+    """The (lr, momentum) of every step of a TINY run (8 steps per epoch)."""
+    spec = replace(TINY, train=replace(TINY.train, epochs=epochs, **recipe), techniques=techniques)
+    with optimiser_steps() as steps:
+        train(spec, digits_splits(), threads=2, latency_runs=2)
+    return steps
+
+
+def cosine(lr: float, total: int) -> list[float]:
+    return [lr * (1 + math.cos(math.pi * t / total)) / 2 for t in range(total)]
+
+
+def test_base_schedule_is_cosine_to_zero_per_step_or_constant() -> None:
+    steps = recipe_run(2, {})
+    assert [lr for lr, _ in steps] == pytest.approx(cosine(0.05, 16))
+    assert {m for _, m in steps} == {0.9}
+    steps = recipe_run(2, {"sam": {}}, schedule="constant")  # SAM: still one step per update
+    assert [lr for lr, _ in steps] == [0.05] * 16
+
+
+def test_with_swa_the_base_schedule_runs_before_averaging_and_swalr_after() -> None:
+    # start 0.5 of 4 epochs: 16 steps of cosine, then 16 of SWALR (annealed over 2 steps).
+    steps = recipe_run(4, {"swa": {"start": 0.5, "lr": 0.01}})
+    lrs = [lr for lr, _ in steps]
+    assert len(lrs) == 32
+    assert lrs[:16] == pytest.approx(cosine(0.05, 16))
+    assert lrs[18:] == pytest.approx([0.01] * 14)
+
+
+@pytest.mark.parametrize("swa", [False, True])
+def test_one_cycle_spans_exactly_the_steps_before_averaging(swa: bool) -> None:
+    max_lr, pct = 0.2, 0.25
+    techniques = {"one_cycle": {"max_lr": max_lr, "pct_start": pct}}
+    if swa:
+        techniques["swa"] = {"start": 0.5, "lr": 0.01}
+    steps = recipe_run(4, techniques)
+    main = 16 if swa else 32
+    lrs = [lr for lr, _ in steps[:main]]
+    assert lrs[0] == pytest.approx(max_lr / 25)
+    assert max(range(main), key=lrs.__getitem__) == round(pct * main) - 1
+    # The last scheduled step is the cycle's last: not cut short, not run past its end.
+    assert lrs[-1] == pytest.approx(max_lr / 25 / 1e4)
+    assert steps[main - 1][1] == pytest.approx(0.95)  # one-cycle's momentum at the end
+    if swa:
+        # SWA owns the rest, and momentum is the trial's again.
+        assert [m for _, m in steps[main:]] == [0.9] * 16
+        assert [lr for lr, _ in steps[main + 2 :]] == pytest.approx([0.01] * 14)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "batch", "pct"), [(1, 64, 0.125), (1, 128, 0.25), (2, 512, 0.5)]
+)
+def test_one_cycle_survives_a_warm_up_of_exactly_one_step(
+    epochs: int, batch: int, pct: float
+) -> None:
+    # pct * steps == 1 divided by zero inside OneCycleLR: 8, 4 and 2 steps of 512 images.
+    steps = recipe_run(epochs, {"one_cycle": {"max_lr": 0.2, "pct_start": pct}}, batch_size=batch)
+    lrs = [lr for lr, _ in steps]
+    assert lrs[0] == pytest.approx(0.2)  # the warm-up's one step is its peak
+    assert lrs[-1] == pytest.approx(0.2 / 25 / 1e4)
 
 
 # -- the MNIST baseline learns in one epoch -----------------------------------------------

@@ -88,7 +88,7 @@ def test_diverging_trials_are_recorded_as_failed_and_the_study_goes_on(
 description: a learning rate no network survives
 data: {dataset: digits, val_fraction: 0.2}
 model: {stages: [{channels: 8}, {channels: 16}]}
-train: {epochs: 2, lr: 10.0, momentum: 0.99, weight_decay: 0.1, batch_size: 64}
+train: {epochs: 2, lr: 10.0, momentum: 0.99, weight_decay: 0.1, batch_size: 64, schedule: constant}
 search: {trials: 2}
 techniques: {blurpool: search}
 """

@@ -56,6 +56,7 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         ({"techniques__mixup": {"enabled": "off", "alpha": 0.2}}, "is 'off' but declares"),
         ({"train__epochs": 0}, "train.epochs = 0: expected a value in [1, 10000]"),
         ({"train__lr": "fast"}, "train.lr = 'fast': expected int or float"),
+        ({"train__schedule": "step"}, "train.schedule = 'step': expected one of 'cosine', 'const"),
         ({"budget__policy": "maybe"}, "budget.policy = 'maybe': expected one of 'scale', 'reject'"),
         ({"data__dataset": None}, "missing key 'data.dataset'"),
         ({"model__stages": []}, "model.stages = []: expected a non-empty list"),
@@ -129,3 +130,57 @@ def test_bare_on_and_off_read_as_switches() -> None:
     space = parse(edited(techniques=raw["techniques"], search__baseline=[]), "my.yaml")
     switches = {n: c.switch for n, c in space.techniques.items()}
     assert switches == {"gap": "on", "se": "off", "blurpool": "on", "mixup": "search"}
+
+
+def test_sam_rho_is_drawn_from_the_range_of_its_branch_and_replays() -> None:
+    space = load("mnist_budget_1_5k")
+    study = optuna.create_study(
+        directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=2)
+    )
+    seen = set()
+    for _ in range(80):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        study.tell(trial, [0.5, 1000, 1.0])
+        if "sam" not in spec.techniques:
+            continue
+        sam = spec.techniques["sam"]
+        seen.add(sam["adaptive"])
+        if sam["adaptive"]:
+            assert 0.1 <= trial.params["sam.rho_adaptive"] <= 2.0
+            assert "sam.rho" not in trial.params
+        else:
+            assert 0.01 <= trial.params["sam.rho"] <= 0.2
+            assert "sam.rho_adaptive" not in trial.params
+        assert space.replay(trial.params) == spec
+        assert space.columns(spec)["sam.rho"] == sam["rho"]  # the export's effective rho
+    assert seen == {False, True}
+    adaptive = space.default_params(["sam"]) | {"sam.adaptive": True}
+    adaptive.pop("sam.rho")
+    with pytest.raises(ValueError):  # a replay must name the branch's own parameter
+        space.replay(adaptive)
+    assert space.replay(adaptive | {"sam.rho_adaptive": 0.5}).techniques["sam"]["rho"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("sam", "message"),
+    [
+        ({"rho": 0.05}, "sam.rho = 0.05: expected no declaration while adaptive is searched"),
+        ({"adaptive": True, "rho": 0.05}, r"sam.rho = 0.05: expected number in [0.1, 2]"),
+    ],
+)
+def test_sam_rho_declarations_follow_adaptive(sam: dict, message: str) -> None:
+    with pytest.raises(SpaceError) as err:
+        parse(edited(techniques__sam=sam), "my.yaml")
+    assert message in str(err.value)
+    fixed = parse(edited(techniques__sam={"adaptive": True, "rho": 1.0}), "my.yaml")
+    assert fixed.techniques["sam"].hypers["rho"].fixed == 1.0
+
+
+def test_on_ranges_mean_on_in_every_preset() -> None:
+    for name in preset_names():
+        space = load(name)
+        if "cutout" in space.techniques:
+            assert space.techniques["cutout"].hypers["p"].fixed == 1.0  # DeVries & Taylor
+        if "label_smoothing" in space.techniques:
+            assert space.techniques["label_smoothing"].hypers["eps"].low >= 0.05

@@ -11,6 +11,7 @@ from trainer.techniques import REGISTRY, Technique, build, rules
 from trainer.techniques.cutout import Cutout, cutout_batch
 from trainer.techniques.label_smoothing import LabelSmoothing, smooth_labels
 from trainer.techniques.mixup import Mixup, mixup_batch, sample_lambda
+from trainer.techniques.sam import SAM
 
 K = 10
 
@@ -66,14 +67,16 @@ def test_unknown_technique_lists_accepted_names() -> None:
 
 
 def test_unknown_hyper_lists_accepted_hypers() -> None:
-    with pytest.raises(ValueError, match=r"sam: unknown hyperparameter.*radius; accepted: rho"):
+    with pytest.raises(
+        ValueError, match=r"sam: unknown hyperparameter.*radius; accepted: adaptive, rho"
+    ):
         build({"sam": {"radius": 0.1}})
 
 
 @pytest.mark.parametrize(
     ("name", "params", "expected"),
     [
-        ("label_smoothing", {"eps": 0.5}, r"eps = 0.5: expected number in \[0, 0.3\]"),
+        ("label_smoothing", {"eps": 0.5}, r"eps = 0.5: expected number in \[0.05, 0.3\]"),
         ("cutout", {"size": 8.5}, r"size = 8.5: expected integer in \[2, 20\]"),
         ("depthwise", {"kernel": 7}, "kernel = 7: expected one of 3, 5"),
         ("sam", {"adaptive": 1}, "adaptive = 1: expected one of False, True"),
@@ -230,14 +233,30 @@ def test_cutout_hole_larger_than_image_is_clipped() -> None:
 
 def test_cutout_technique_probability() -> None:
     x, targets = torch.rand(64, 1, 12, 12) + 1, one_hot([0] * 64)
-    out, out_t = Cutout(p=0.0).batch(x, targets, gen())
-    torch.testing.assert_close(out, x)
     out, out_t = Cutout(size=4, p=1.0).batch(x, targets, gen())
     counts = holes(x, out)
     assert ((counts > 0) & (counts <= 16)).all()  # one hole each, some clipped at borders
     torch.testing.assert_close(out_t, targets)
     half = holes(x, Cutout(size=4, p=0.5).batch(x, targets, gen())[0])
     assert 16 < (half > 0).sum().item() < 48
+
+
+def test_on_means_on_cutout_p_is_the_papers_1_and_smoothing_at_least_005() -> None:
+    assert Cutout().params["p"] == 1.0
+    (p,) = (h for h in Cutout.hypers if h.name == "p")
+    assert not p.searched and p.low >= 0.5
+    (eps,) = LabelSmoothing.hypers
+    assert eps.low >= 0.05
+
+
+def test_sam_rho_range_and_default_follow_adaptive() -> None:
+    assert SAM().params == {"adaptive": False, "rho": 0.05}
+    assert SAM(adaptive=True).params == {"adaptive": True, "rho": 0.5}
+    SAM(adaptive=True, rho=2.0)
+    with pytest.raises(ValueError, match=r"rho = 0.5: expected number in \[0.01, 0.2\]"):
+        SAM(rho=0.5)
+    with pytest.raises(ValueError, match=r"rho = 0.05: expected number in \[0.1, 2\]"):
+        SAM(adaptive=True, rho=0.05)
 
 
 # -- one-cycle ---------------------------------------------------------------------------

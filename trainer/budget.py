@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 
 from trainer import techniques as registry
 from trainer.measure import count_params, meta_model
-from trainer.models.net import stage_channels
+from trainer.models.net import BuildError, stage_channels
 from trainer.spec import ArchSpec, TrialSpec
 
 POLICIES = ("scale", "reject")
 
 
-class BudgetError(ValueError):
+class BudgetError(BuildError):
     """A configuration that cannot be brought within its parameter budget."""
 
 
@@ -98,19 +98,30 @@ def fit_to_budget(
 
 
 def resolve_arch(spec: TrialSpec, in_shape: tuple[int, int, int], num_classes: int) -> Fit:
-    """The architecture a trial trains: rewritten by its architecture techniques, then
-    fitted to its budget. Deterministic, so the search driver and the trial agree, and the
-    driver can refuse an over-budget configuration before anything is trained."""
+    """The architecture a trial trains: rewritten by its architecture techniques, checked to
+    contain what each of them names, then fitted to its budget. Deterministic, so the search
+    driver and the trial agree, and the driver can refuse a configuration that cannot be
+    built (BuildError) or is over the budget (BudgetError, a BuildError) before training."""
+    try:
+        techniques = registry.build(spec.techniques)
+    except ValueError as err:
+        raise BuildError(str(err)) from None
     arch = spec.arch
-    for technique in registry.build(spec.techniques):
+    for technique in techniques:
         arch = technique.configure_arch(arch)
+    # Width does not change which blocks exist, so the unscaled network stands for every fit.
+    model = meta_model(arch, in_shape, num_classes)
+    for technique in techniques:
+        problem = technique.absent_from(model)
+        if problem:
+            raise BuildError(f"{technique.name} is on but builds nothing of its own: {problem}")
     if spec.budget is None:
-        return Fit(arch, params_of(arch, in_shape, num_classes))
+        return Fit(arch, count_params(model))
     if spec.budget_policy == "scale":
         return fit_to_budget(arch, in_shape, num_classes, spec.budget)
     if spec.budget_policy != "reject":
         raise ValueError(f"budget policy {spec.budget_policy!r}: expected one of {POLICIES}")
-    params = params_of(arch, in_shape, num_classes)
+    params = count_params(model)
     if params > spec.budget:
         raise BudgetError(f"{params} parameters, over the budget of {spec.budget}")
     return Fit(arch, params)

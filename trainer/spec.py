@@ -53,6 +53,9 @@ class TrainSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
+    # Learning-rate decay over the steps before any averaging phase (trainer/schedule.py):
+    # "cosine" to zero, or "constant". A technique owning the schedule (one-cycle) replaces it.
+    schedule: str = "cosine"
     # Whole-batch augmentation applied before any technique's batch slot.
     crop_padding: int = 0
     flip: bool = False

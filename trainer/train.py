@@ -20,6 +20,7 @@ from trainer.budget import resolve_arch
 from trainer.data import DeviceData, Splits
 from trainer.measure import count_flops, count_params, measure_latency
 from trainer.models.net import Net, stage_channels
+from trainer.schedule import base_scheduler
 from trainer.spec import ArchSpec, TrialSpec
 from trainer.techniques.base import LossFn, Technique
 
@@ -131,17 +132,18 @@ def train(
         weight_decay=hp.weight_decay,
         nesterov=hp.nesterov,
     )
-    # Schedule slot. Rule swa x one_cycle: the schedule owner runs its whole course over the
-    # steps before averaging begins; the averaging technique owns the rest.
+    # Schedule slot: the owner's schedule (one-cycle), else the trial's base schedule, over
+    # the steps before averaging begins (rule swa x one_cycle); the averager owns the rest.
     averager = _owner(techniques, "averaging_start")
     averaging_epoch = averager.averaging_start(hp.epochs) if averager else hp.epochs
     main_steps = averaging_epoch * steps_per_epoch
     schedule_owner = _owner(techniques, "make_scheduler")
-    scheduler = (
-        schedule_owner.make_scheduler(optimizer, main_steps)
-        if schedule_owner and main_steps > 0
-        else None
-    )
+    if main_steps == 0:
+        scheduler = None
+    elif schedule_owner:
+        scheduler = schedule_owner.make_scheduler(optimizer, main_steps)
+    else:
+        scheduler = base_scheduler(optimizer, hp.schedule, main_steps)
     step_owner = _owner(techniques, "step")
     step = step_owner.step if step_owner else plain_step
     batch_transforms = sorted(
@@ -153,6 +155,9 @@ def train(
     loss_sum = torch.zeros((), device=device)
     for epoch in range(hp.epochs):
         if averager and epoch == averaging_epoch:
+            # One-cycle cycles momentum; the averaging phase trains at the trial's momentum.
+            for group in optimizer.param_groups:
+                group["momentum"] = hp.momentum
             scheduler = averager.averaging_scheduler(
                 optimizer, (hp.epochs - averaging_epoch) * steps_per_epoch
             )

@@ -66,10 +66,27 @@ def _stage(arch: ArchSpec, index: int, cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _output_shape(features: nn.Module, in_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    """Shape of one sample after `features`, found on a meta-device copy (nothing computed)."""
-    probe = copy.deepcopy(features).to("meta")
-    return tuple(probe(torch.empty(1, *in_shape, device="meta")).shape[1:])
+class BuildError(ValueError):
+    """A configuration whose network cannot be built as its spec says: a map too small for
+    a layer, or an architecture technique that is on but builds nothing. A search records
+    it as a failed trial."""
+
+
+def _output_shape(blocks: nn.Sequential, in_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Shape of one sample after `blocks`, found block by block on a meta-device copy
+    (nothing computed); a block that cannot take its input map raises BuildError."""
+    x = torch.empty(1, *in_shape, device="meta")
+    for i, block in enumerate(copy.deepcopy(blocks).to("meta")):
+        where = "the stem" if i == 0 else f"stage {i - 1}"
+        try:
+            x = block(x)
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[0]
+            raise BuildError(
+                f"{where} cannot take its {x.shape[-2]}x{x.shape[-1]} input map ({reason}); "
+                "use fewer downsampling stages, smaller filters or larger images"
+            ) from None
+    return tuple(x.shape[1:])
 
 
 class Net(nn.Module):
@@ -86,12 +103,13 @@ class Net(nn.Module):
         for i in range(len(arch.stages)):
             blocks.append(_stage(arch, i, channels[i], channels[i + 1]))
         self.features = nn.Sequential(*blocks)
+        self.arch = arch
+        c, h, w = _output_shape(self.features, in_shape)  # BuildError when it does not fit
         if arch.head == "gap":
             self.head = nn.Sequential(
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], num_classes)
             )
         else:
-            c, h, w = _output_shape(self.features, in_shape)
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

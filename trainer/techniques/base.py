@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from trainer.models.net import Net
     from trainer.spec import ArchSpec
 
 Value = bool | int | float | str
@@ -29,7 +30,10 @@ Kind = Literal["architecture", "training"]
 class Hyper:
     """One hyperparameter: its default and the range a search may draw it from.
 
-    Exactly one of (`low`, `high`) or `choices` describes the range.
+    Exactly one of (`low`, `high`) or `choices` describes the range. `searched=False`: a
+    space that does not declare it uses the default instead of searching the range (for a
+    value the paper fixes). A range that depends on another hyperparameter of the same
+    technique is built with `Hyper.conditional`.
     """
 
     name: str
@@ -40,14 +44,39 @@ class Hyper:
     log: bool = False
     integer: bool = False
     doc: str = ""
+    searched: bool = True
+    # Conditional range: the name of the hyperparameter it depends on (declared before it),
+    # and for each of that one's values the Hyper that applies.
+    given: str | None = None
+    cases: tuple[tuple[Value, Hyper], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.choices is None) == (self.low is None or self.high is None):
             raise TypeError(f"hyper {self.name!r}: give either low and high, or choices")
         self.check(self.default)
 
+    @classmethod
+    def conditional(
+        cls, name: str, given: str, cases: tuple[tuple[Value, Hyper], ...], doc: str = ""
+    ) -> Hyper:
+        """A hyperparameter whose range and default depend on the value of `given`; it
+        reads as its first case wherever that value is unknown."""
+        first = cases[0][1]
+        return replace(first, name=name, doc=doc, given=given, cases=cases)
+
+    def branch(self, value: Value) -> Hyper:
+        """The plain Hyper that applies when `given` has `value` (itself if unconditional)."""
+        for case, hyper in self.cases:
+            if case == value and type(case) is type(value):
+                return replace(hyper, name=self.name)
+        if self.given is None:
+            return self
+        raise ValueError(f"{self.name}: no range for {self.given} = {value!r}")
+
     def describe(self) -> str:
         """The accepted values, as shown in messages and in `search techniques`."""
+        if self.cases:
+            return "; ".join(f"{h.describe()} if {self.given} = {v!r}" for v, h in self.cases)
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         kind = "integer" if self.integer else "number"
@@ -72,7 +101,9 @@ class Technique:
     """Base class: one configured technique. Subclasses override only the slots they fill.
 
     Slots, in the order the loop calls them:
-      - `configure_arch`: architecture techniques rewrite the architecture spec.
+      - `configure_arch`: architecture techniques rewrite the architecture spec;
+        `absent_from` then says what the built network lacks of the technique, if anything,
+        and `hypers_for` bounds a hyperparameter's range by the architecture.
       - `batch`: training techniques transform a normalised batch and its soft targets.
       - `step`: the one technique owning the optimisation step (SAM) replaces it.
       - `make_scheduler`: the one technique owning the learning rate schedule (one-cycle).
@@ -83,6 +114,7 @@ class Technique:
     name: ClassVar[str]
     kind: ClassVar[Kind]
     summary: ClassVar[str]
+    source: ClassVar[str]  # the paper it follows
     hypers: ClassVar[tuple[Hyper, ...]] = ()
     # Position among batch transforms; lower runs first. See rules.py for why each is where it is.
     batch_order: ClassVar[int] = 0
@@ -95,9 +127,10 @@ class Technique:
             raise ValueError(
                 f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; accepted: {accepted}"
             )
-        self.params: dict[str, Value] = {
-            h.name: h.check(params[h.name]) if h.name in params else h.default for h in self.hypers
-        }
+        self.params: dict[str, Value] = {}
+        for h in self.hypers:  # in order: a conditional range reads the value it depends on
+            hyper = h.branch(self.params[h.given]) if h.given else h
+            self.params[h.name] = hyper.check(params[h.name]) if h.name in params else hyper.default
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -106,6 +139,17 @@ class Technique:
     # -- architecture slot -------------------------------------------------------------
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:
         return arch
+
+    def absent_from(self, model: Net) -> str | None:
+        """Why the built network does not contain this technique's blocks, or None if it
+        does. A technique that is on must do what it names, for every value in its range."""
+        return None
+
+    @classmethod
+    def hypers_for(cls, arch: ArchSpec) -> tuple[Hyper, ...]:
+        """The hyperparameters with their ranges bounded by `arch` (where the registered
+        range would reach values that build nothing on it)."""
+        return cls.hypers
 
     # -- training slots ----------------------------------------------------------------
     def batch(

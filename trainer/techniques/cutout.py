@@ -44,9 +44,17 @@ class Cutout(Technique):
     name = "cutout"
     kind = "training"
     summary = "one zeroed square per image"
+    source = "DeVries & Taylor 2017"
     hypers = (
         Hyper("size", 8, low=2, high=20, integer=True, doc="side of the hole in pixels"),
-        Hyper("p", 1.0, low=0.0, high=1.0, doc="probability of cutting a hole in an image"),
+        Hyper(
+            "p",
+            1.0,
+            low=0.5,
+            high=1.0,
+            searched=False,
+            doc="probability of a hole per image: 1 in the paper; a space may search [0.5, 1]",
+        ),
     )
     batch_order = 10
 

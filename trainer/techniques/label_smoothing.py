@@ -27,7 +27,17 @@ class LabelSmoothing(Technique):
     name = "label_smoothing"
     kind = "training"
     summary = "soft targets (1 - eps) * onehot + eps / K"
-    hypers = (Hyper("eps", 0.1, low=0.0, high=0.3, doc="probability mass spread over classes"),)
+    source = "Szegedy et al., CVPR 2016"
+    hypers = (
+        Hyper(
+            "eps",
+            0.1,
+            low=0.05,
+            high=0.3,
+            doc="mass spread over classes: 0.1 in the paper, 0.2 in fast CIFAR recipes; "
+            "below 0.05 'on' is nearly 'off'",
+        ),
+    )
     batch_order = 30
 
     def batch(

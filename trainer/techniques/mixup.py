@@ -40,6 +40,7 @@ class Mixup(Technique):
     name = "mixup"
     kind = "training"
     summary = "convex combinations of sample pairs and their targets"
+    source = "Zhang et al., ICLR 2018"
     hypers = (
         Hyper("alpha", 1.0, low=0.05, high=2.0, log=True, doc="Beta(alpha, alpha) parameter"),
     )

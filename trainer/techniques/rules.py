@@ -37,8 +37,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         ("swa", "one_cycle"),
         "resolution",
-        "one_cycle runs its whole cycle over the steps before averaging begins; from the "
-        "first averaging epoch SWA's SWALR owns the learning rate.",
+        "one_cycle (like the base schedule) runs its whole cycle over the steps before "
+        "averaging begins; from the first averaging epoch SWA's SWALR owns the learning rate, "
+        "and momentum returns to the trial's value.",
         "Both schedule the learning rate; a cycle cut short by averaging would never anneal.",
     ),
     Rule(

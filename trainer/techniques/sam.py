@@ -88,16 +88,25 @@ class SAM(Technique):
     """Owns the optimisation step: ascend to the worst nearby point, descend with its gradient.
 
     About twice the compute of a plain step; the scheduler still steps once per update.
-    With `adaptive=True` the perturbation is scaled by |w|, and rho should be ~10x larger
-    (about 0.5-2), hence the wide search range.
+    With `adaptive=True` the perturbation is scaled by |w|, and rho is ~10x larger, so
+    rho's range and default depend on `adaptive` (searched under its own Optuna name).
     """
 
     name = "sam"
     kind = "training"
     summary = "sharpness-aware minimisation (two passes per step)"
+    source = "Foret et al., ICLR 2021; adaptive: Kwon et al., ICML 2021"
     hypers = (
-        Hyper("rho", 0.05, low=0.01, high=2.0, log=True, doc="radius of the perturbation"),
-        Hyper("adaptive", False, choices=(False, True), doc="adaptive SAM (scale by |w|)"),
+        Hyper("adaptive", False, choices=(False, True), doc="adaptive SAM: e scaled by |w|"),
+        Hyper.conditional(
+            "rho",
+            "adaptive",
+            (
+                (False, Hyper("rho", 0.05, low=0.01, high=0.2, log=True)),
+                (True, Hyper("rho", 0.5, low=0.1, high=2.0, log=True)),
+            ),
+            doc="radius: SAM 0.05 in Foret et al.; adaptive ~10x larger, 0.5 in Kwon et al.",
+        ),
     )
 
     def step(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from trainer.models.squeeze_excite import SqueezeExcite
 from trainer.techniques.base import Hyper, Technique
 
 if TYPE_CHECKING:
+    from trainer.models.net import Net
     from trainer.spec import ArchSpec
 
 
@@ -22,7 +24,15 @@ class SqueezeExcitation(Technique):
     name = "se"
     kind = "architecture"
     summary = "squeeze-and-excitation channel gates"
+    source = "Hu et al., CVPR 2018"
     hypers = (Hyper("ratio", 0.25, low=0.0625, high=0.5, log=True, doc="hidden width / channels"),)
 
     def configure_arch(self, arch: ArchSpec) -> ArchSpec:
         return replace(arch, se_ratio=self.params["ratio"])
+
+    def absent_from(self, model: Net) -> str | None:
+        stages = list(model.features)[1:]
+        missing = [
+            i for i, s in enumerate(stages) if not any(isinstance(m, SqueezeExcite) for m in s)
+        ]
+        return f"stage(s) {', '.join(map(str, missing))} have no SE gate" if missing else None

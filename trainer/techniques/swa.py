@@ -29,13 +29,15 @@ class SWA(Technique):
     """Average the weights at the end of each epoch from `start` of training on.
 
     SWA owns the learning rate during the averaging phase (SWALR, cosine anneal to `lr`,
-    counted in optimiser steps since the loop steps every scheduler per optimiser step).
+    counted in optimiser steps since the loop steps every scheduler per optimiser step);
+    the trial's base schedule (or one-cycle) runs over the steps before it.
     The evaluated model is the averaged one with recomputed BatchNorm statistics.
     """
 
     name = "swa"
     kind = "training"
     summary = "stochastic weight averaging over the last epochs"
+    source = "Izmailov et al., UAI 2018"
     hypers = (
         Hyper("start", 0.75, low=0.5, high=0.95, doc="fraction of epochs before averaging"),
         Hyper("lr", 0.02, low=0.001, high=0.5, log=True, doc="SWA learning rate"),
