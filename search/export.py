@@ -69,7 +69,9 @@ def trial_row(
         "failure": trial.user_attrs.get("failure"),
         "reason": trial.user_attrs.get("reason"),
     }
-    if trial.state != TrialState.RUNNING or trial.params:
+    # A queued trial (a designed study's, or a re-run) or one just started has no parameters
+    # yet: its row says so by its state, with no technique columns to replay.
+    if trial.state not in (TrialState.RUNNING, TrialState.WAITING) or trial.params:
         row.update(space.columns(space.replay(trial.params, seed)))
     return row
 
