@@ -18,9 +18,8 @@ from trainer.data.base import DataError, ImageSet, shared_tensor
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 NPZ_FORMAT = (
-    "a .npz needs keys x_train, y_train, x_test, y_test: images uint8 (N, H, W, C) with C 1 or 3, "
-    "or (N, H, W) for grayscale; labels integers 0..K-1, shape (N,); optional key 'classes' "
-    "with K names"
+    "a .npz holds x_train, y_train, x_test, y_test: uint8 images (N, H, W[, C]) with C 1 or 3, "
+    "labels 0..K-1; optional 'classes'"
 )
 
 
