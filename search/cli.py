@@ -201,7 +201,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     )
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)
-    name = args.study or f"{space.name}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.study or f"{space.name[:70]}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(
         storage,
         name,
@@ -318,10 +318,19 @@ def parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(ablate.DESIGNS)}: one technique at a time on the baseline, "
         "leave one out of the full combination, both, or the paper's table (default oat)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration")
-    p.add_argument("--study", help="study name (default: <preset>-<design>-<date>-<time>)")
-    p.add_argument("--epochs", type=_positive(int), help="override the preset's epochs")
-    p.add_argument("--seed", type=int, default=0, help="split and sampler seed; the first seed")
+    p.add_argument(
+        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
+    )
+    p.add_argument(
+        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
+    )
+    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+    p.add_argument(
+        "--seed",
+        type=_integer(0, 2**32 - 1000),
+        default=0,
+        help="split and sampler seed; the first seed",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print the design and exit, touching nothing"
     )
