@@ -19,6 +19,8 @@ from search import study as studies
 from search.errors import mask_url
 from search.study import StudyConfig
 from spaces import load
+from trainer.data import DataError
+from trainer.data.arrays import empty_images
 
 REGRESSIONS = Path(__file__).parent / "regressions"
 
@@ -219,3 +221,8 @@ def test_export_output_must_be_a_file_in_a_folder(
 def test_a_stored_study_keeps_its_space_name(queued_only: str) -> None:
     study = optuna.load_study(study_name="q", storage=queued_only)
     assert studies.load_config(study).space().name == "quickstart"
+
+
+def test_images_beyond_memory_are_refused_before_allocation() -> None:
+    with pytest.raises(DataError, match=r"need \d+ GiB, more than this machine's"):
+        empty_images((10**6, 1024, 1024, 3), "data.resize")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.data.arrays import image_set
+from trainer.data.arrays import empty_images, image_set
 from trainer.data.base import DataError, ImageSet
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -82,7 +82,7 @@ def read_folder(root: Path, name: str, resize: tuple[int, int] | None) -> ImageS
 
     arrays = {}
     for part, part_files in files.items():
-        x = np.empty((len(part_files), h, w, channels), dtype=np.uint8)
+        x = empty_images((len(part_files), h, w, channels), str(root))
         for i, (f, _) in enumerate(part_files):
             with Image.open(f) as img:
                 img = img.convert(mode)

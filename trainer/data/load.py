@@ -118,9 +118,9 @@ def _resized(data: ImageSet, resize: tuple[int, int] | None) -> ImageSet:
         return data
     return ImageSet(
         data.name,
-        resize_images(data.x_train, resize),
+        resize_images(data.x_train, resize, data.name),
         data.y_train,
-        resize_images(data.x_test, resize),
+        resize_images(data.x_test, resize, data.name),
         data.y_test,
         data.classes,
     )
