@@ -156,8 +156,8 @@ def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) 
             raise reader.fail(
                 hyper.name,
                 reader.raw[hyper.name],
-                f"no declaration while {hyper.given} is searched (its range depends on "
-                f"{hyper.given}: {hyper.describe()}); fix {hyper.given} to declare it",
+                f"no declaration while {hyper.given} is searched (its range depends on it, "
+                f"see `search techniques`); fix {hyper.given} to declare it",
             )
         else:
             return HyperRange(
