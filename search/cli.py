@@ -1,50 +1,94 @@
 """The `search` command: a table of subcommands, each a function with its own arguments.
 
-Every input is validated (space, data, storage) before the study is touched, so bad
-input costs one message and exit status 2, and leaves the storage as it was.
+Every input is validated (arguments, space, data, budget, storage) before Ray starts and
+before the study is touched, so bad input costs one line (under 300 characters, any
+storage password masked) and exit status 2, and leaves the storage and the working
+directory as they were.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
 
 from search import ablate, export, latency
 from search import study as studies
-from search.errors import UsageError
+from search.errors import UsageError, mask_url
 from search.study import StudyConfig
-from spaces import Space, SpaceError, check_build, load, preset_names
+from spaces import Space, SpaceError, check_budget, check_build, check_name, load, preset_names
 from trainer.data import DataError, Splits, load_dataset, make_splits
 from trainer.techniques import REGISTRY, rules
 
 RUNS = Path("runs")
+MAX_MESSAGE = 300
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text}: expected a positive {kind.__name__}")
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {mask_url(message)[:200]} (see {self.prog} -h)\n")
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r}: expected an integer in [{low}, {high}]"
+            )
         return value
 
     return parse
 
 
+def _study_name(text: str) -> str:
+    try:
+        return check_name(text, "study name")
+    except SpaceError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a fraction of a GPU in [0, 1]")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a fraction of a GPU in [0, 1]")
     return value
 
 
 def _load_splits(space: Space, data_dir: str | None, seed: int, download: bool = False) -> Splits:
-    data = load_dataset(space.data.dataset, data_dir, resize=space.data.resize, download=download)
+    try:
+        data = load_dataset(
+            space.data.dataset, data_dir, resize=space.data.resize, download=download
+        )
+    except DataError as err:
+        raise DataError(f"data.dataset = {space.data.dataset[:60]!r}: {err}") from None
     return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
+
+
+def _output(text: str | None) -> Path | None:
+    """The file `export -o` writes: its folder must exist, and it must not be a folder."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_dir():
+        raise UsageError(f"-o {text[:100]!r} is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {text[:100]!r}: directory {str(path.parent)[:100]!r} does not exist")
+    return path
 
 
 def _start_ray(address: str | None) -> None:
@@ -113,6 +157,7 @@ def _run_study(
 
 def cmd_run(args: argparse.Namespace) -> int:
     space = load(args.space)
+    name = args.study or f"{space.name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = StudyConfig(
         space_source=space.source,
         trials=args.trials or space.trials,
@@ -124,9 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
+    check_budget(config.space(), splits.image_shape, splits.num_classes)
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)  # an unreachable cluster fails before the study is written
-    name = args.study or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(storage, name, space, config)
     if args.trials:  # continuing with a new target
         study.set_user_attr("trials", args.trials)
@@ -156,7 +201,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     )
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)
-    name = args.study or f"{space.name}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.study or f"{space.name[:70]}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(
         storage,
         name,
@@ -169,21 +214,28 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    storage = studies.open_storage(args.storage)
+    storage = studies.open_storage(args.storage, create=False)
     study = studies.load_study(storage, args.study)
     config = studies.load_config(study)
-    _start_ray(args.address)
     if args.data_dir:
         config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
+    _start_ray(args.address)
     return _run_study(study, config, splits, args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    storage = studies.open_storage(args.storage)
+    output = _output(args.output)
+    storage = studies.open_storage(args.storage, create=False)
     study = studies.load_study(storage, args.study)
     config = studies.load_config(study)
     table = export.rows(study, config, only_pareto=args.pareto)
+    if studies.progress(study)[0] == 0:
+        print(
+            f"study {args.study!r} has no finished trials yet; continue it with "
+            f"`search resume {args.study}`",
+            file=sys.stderr,
+        )
     if args.test:
         data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else config.data_dir
         splits = _load_splits(config.space(), data_dir, config.seed)
@@ -192,7 +244,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             trial = by_number[row["number"]]
             if row["pareto"]:
                 row["test_accuracy"] = export.test_accuracy(trial, config, splits, study.study_name)
-    text = export.write(table, args.format, Path(args.output) if args.output else None)
+    text = export.write(table, args.format, output)
     if text is not None:
         sys.stdout.write(text)
     return 0
@@ -229,7 +281,7 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parallel", type=_positive(int), default=1, help="trials at once")
+    p.add_argument("--parallel", type=_integer(1, 1024), default=1, help="trials at once")
     p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
     p.add_argument("--data-dir", help="where data sets are read from")
@@ -241,15 +293,19 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="search", description="Ablation search for efficient CNNs.")
+    top = _Parser(prog="search", description="Ablation search for efficient CNNs.")
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a study, or continue one of the same name")
     p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
-    p.add_argument("--trials", type=_positive(int), help="trial target (default: the preset's)")
-    p.add_argument("--study", help="study name (default: <preset>-<date>-<time>)")
-    p.add_argument("--epochs", type=_positive(int), help="override the preset's epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed of sampler, split and training")
+    p.add_argument(
+        "--trials", type=_integer(1, 1_000_000), help="trial target (default: the preset's)"
+    )
+    p.add_argument("--study", type=_study_name, help="study name (default: <preset>-<date>-<time>)")
+    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+    p.add_argument(
+        "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
+    )
     _storage_arg(p)
     _runner_args(p)
     p.set_defaults(func=cmd_run)
@@ -264,10 +320,19 @@ def parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(ablate.DESIGNS)}: one technique at a time on the baseline, "
         "leave one out of the full combination, both, or the paper's table (default oat)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="training seeds per configuration")
-    p.add_argument("--study", help="study name (default: <preset>-<design>-<date>-<time>)")
-    p.add_argument("--epochs", type=_positive(int), help="override the preset's epochs")
-    p.add_argument("--seed", type=int, default=0, help="split and sampler seed; the first seed")
+    p.add_argument(
+        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
+    )
+    p.add_argument(
+        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
+    )
+    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+    p.add_argument(
+        "--seed",
+        type=_integer(0, 2**32 - 1000),
+        default=0,
+        help="split and sampler seed; the first seed",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print the design and exit, touching nothing"
     )
@@ -302,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, SpaceError, DataError) as err:
-        print(f"search: error: {err}", file=sys.stderr)
+        line = "search: error: " + " ".join(mask_url(str(err)).split())  # one line, always
+        if len(line) > MAX_MESSAGE:
+            line = line[: MAX_MESSAGE - 3] + "..."
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("search: interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import study as studies
 from search.errors import UsageError
 from search.latency import ATTR
-from search.study import StudyConfig
+from search.study import StudyConfig, weights_path
 from spaces import Space
 from trainer.budget import resolve_arch
 from trainer.data import DeviceData, Splits
@@ -69,9 +69,7 @@ def trial_row(
         "failure": trial.user_attrs.get("failure"),
         "reason": trial.user_attrs.get("reason"),
     }
-    # A queued trial (a designed study's, or a re-run) or one just started has no parameters
-    # yet: its row says so by its state, with no technique columns to replay.
-    if trial.state not in (TrialState.RUNNING, TrialState.WAITING) or trial.params:
+    if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
         row.update(space.columns(space.replay(trial.params, seed)))
     return row
 
@@ -90,7 +88,7 @@ def test_accuracy(
     trial: FrozenTrial, config: StudyConfig, splits: Splits, study_name: str
 ) -> float:
     """Accuracy of a finished trial's saved weights on the test split."""
-    path = Path(config.weights_dir) / study_name / f"trial_{trial.number}.pt"
+    path = weights_path(config, study_name, trial.number)
     if not path.is_file():
         raise UsageError(
             f"no saved weights for trial {trial.number} at {path}; on a multi-machine cluster "
@@ -113,8 +111,12 @@ def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | Non
     if path is None:
         return text
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {str(path)[:100]!r}: {err.strerror}") from None
     return None
 
 

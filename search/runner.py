@@ -71,7 +71,7 @@ def train_trial(
     except Exception as err:  # any bug or resource error fails this trial, not the study
         last = traceback.format_exc().strip().splitlines()[-3:]
         return {"failure": studies.ERROR, "reason": f"{err!r} | {' | '.join(last)}"}
-    weights = Path(study_config.weights_dir) / study_name / f"trial_{number}.pt"
+    weights = studies.weights_path(study_config, study_name, number)
     weights.parent.mkdir(parents=True, exist_ok=True)
     partial = weights.with_suffix(".tmp")
     torch.save(result.model.state_dict(), partial)

@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import UsageError
-from spaces import Space, parse
+from search.errors import UsageError, mask_url
+from spaces import Space, check_name, parse
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 
@@ -53,15 +53,24 @@ RESULT_ATTRS = (
 MAX_LISTED = 4096
 
 
-def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.BaseStorage:
     """Any Optuna RDB URL (sqlite, postgresql, mysql) or a journal file path (*.log, *.journal).
 
     The default, an SQLite file under runs/, is the only location created here; a
-    storage the user names must already be reachable.
+    storage the user names must already be reachable. With `create=False` (commands that
+    only read) a missing SQLite or journal file is an error, never created. Messages show
+    the URL with its password masked.
     """
     if url is None:
-        Path("runs").mkdir(exist_ok=True)
+        if create:
+            Path("runs").mkdir(exist_ok=True)
         url = DEFAULT_STORAGE
+    local = "://" not in url or url.startswith("sqlite:///")  # a file on this machine
+    if not create and local and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise UsageError(
+            f"no study storage {url[:100]!r}: the file does not exist, so it holds no studies "
+            "(name the storage of your studies with --storage)"
+        )
     try:
         if "://" in url:
             return optuna.storages.RDBStorage(url)
@@ -74,11 +83,12 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except Exception as err:  # SQLAlchemy and drivers raise many types; all mean the same here
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = str(err).splitlines()[0][:90] if str(err) else type(err).__name__
         raise UsageError(
-            f"cannot open storage {url!r}: {reason}. Accepted: an Optuna RDB URL such as "
-            f"{DEFAULT_STORAGE} or postgresql://user:pass@host/db, or a journal file path "
-            "ending in .log or .journal"
+            mask_url(
+                f"cannot open storage {url[:80]!r}: {reason}; accepted: an Optuna RDB URL "
+                f"({DEFAULT_STORAGE}, postgresql://...) or a .log or .journal file"
+            )
         ) from None
 
 
@@ -99,7 +109,8 @@ class StudyConfig:
 
     def space(self) -> Space:
         """The study's space, with the epoch override applied."""
-        space = parse(self.space_source, "<stored space>")
+        # Studies stored before spaces kept their name have none: "space" stands in.
+        space = parse({"name": "space", **self.space_source}, "<stored space>")
         if self.epochs is None:
             return space
         return replace(space, train=replace(space.train, epochs=self.epochs))
@@ -172,14 +183,22 @@ def create_or_load(
 def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     if not find_study(storage, name):
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        listed = ", ".join(n[:40] for n in names[:5]) + (", ..." if len(names) > 5 else "")
         raise UsageError(
-            f"no study named {name!r} in this storage; studies here: {', '.join(names) or 'none'}"
+            f"no study named {name[:100]!r} in this storage; studies here: {listed or 'none'}"
         )
     study = optuna.load_study(study_name=name, storage=storage)
     config = load_config(study)
     return optuna.load_study(
         study_name=name, storage=storage, sampler=make_sampler(config.space().sampler, config.seed)
     )
+
+
+def weights_path(config: StudyConfig, study_name: str, number: int) -> Path:
+    """runs/weights/<study>/trial_<n>.pt: the name is checked, so a path never leaves
+    the weights folder whatever a study is called."""
+    check_name(study_name, "study name")
+    return Path(config.weights_dir) / study_name / f"trial_{number}.pt"
 
 
 def load_config(study: optuna.Study) -> StudyConfig:

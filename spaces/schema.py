@@ -1,5 +1,5 @@
 """Reads and validates a preset file: every key known, every value in range, or one
-`SpaceError` that names the file, the key, the value and what is accepted.
+`SpaceError` that names the file, the key, the value (shortened) and what is accepted.
 
 The technique section is checked against the technique registry, so a new technique is
 searchable as soon as it is registered.
@@ -8,11 +8,13 @@ searchable as soon as it is registered.
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from spaces.errors import SpaceError, show
+from spaces.files import read_file, read_yaml
 from spaces.space import (
     OBJECTIVES,
     SAMPLERS,
@@ -23,7 +25,7 @@ from spaces.space import (
     Space,
     TechniqueChoice,
 )
-from trainer.budget import POLICIES, resolve_arch
+from trainer.budget import POLICIES, BudgetError, resolve_arch
 from trainer.models.net import BuildError
 from trainer.schedule import SCHEDULES
 from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
@@ -31,10 +33,19 @@ from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
 
 PRESETS = Path(__file__).parent / "presets"
+# Names become paths (runs/weights/<study>/): a safe character set, no leading dot.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_RULE = "1-100 characters A-Z a-z 0-9 . _ -, starting with a letter or digit"
+MAX_STAGES = 32
+MAX_SIDE = 1024  # data.resize: larger images are not what an efficient-CNN search trains on
+MAX_PATH = 4096
 
 
-class SpaceError(ValueError):
-    """A preset that cannot be used; the message says where and what is accepted."""
+def check_name(name: object, what: str) -> str:
+    """`name` if it is safe as a file name, else a `SpaceError` saying what is accepted."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpaceError(f"{what} = {show(name)}: expected {NAME_RULE}")
+    return name
 
 
 def preset_names() -> list[str]:
@@ -44,14 +55,12 @@ def preset_names() -> list[str]:
 def resolve(name_or_path: str) -> Path:
     """A shipped preset by name, or a space file by path."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise SpaceError(f"space file {path} does not exist")
+    if path.suffix in (".yaml", ".yml") or path.exists() or NAME.fullmatch(name_or_path) is None:
         return path
     preset = PRESETS / f"{name_or_path}.yaml"
     if not preset.is_file():
         raise SpaceError(
-            f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())} "
+            f"unknown preset {show(name_or_path)}; shipped presets: {', '.join(preset_names())} "
             "(or give the path of a .yaml space file)"
         )
     return preset
@@ -59,14 +68,19 @@ def resolve(name_or_path: str) -> Path:
 
 def load(name_or_path: str) -> Space:
     path = resolve(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise SpaceError(f"{path}: malformed YAML{where}: {problem}") from None
-    return parse(raw, str(path))
+    where = str(path) if len(str(path)) <= 80 else "..." + str(path)[-77:]
+    return loads(read_file(path), where)
+
+
+def loads(data: bytes, where: str = "<space>") -> Space:
+    """Validate the bytes of a space file: bounded YAML, then the schema."""
+    return parse(read_yaml(data, where), where)
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, bool):  # YAML 1.1 reads a bare on/off/yes/no/true/false as a bool
+        return f"{show(key)} (a bare {'on/yes/true' if key else 'off/no/false'})"
+    return show(key, 40)
 
 
 class _Reader:
@@ -74,21 +88,22 @@ class _Reader:
 
     def __init__(self, raw: Any, where: str, path: str):
         if not isinstance(raw, dict):
-            raise SpaceError(f"{where}: {path or 'the file'} must be a mapping, got {raw!r}")
+            raise SpaceError(f"{where}: {path or 'the file'} must be a mapping, got {show(raw)}")
         self.raw, self.where, self.path = raw, where, path
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
     def fail(self, key: str, value: Any, expected: str) -> SpaceError:
-        return SpaceError(f"{self.where}: {self._key(key)} = {value!r}: expected {expected}")
+        return SpaceError(f"{self.where}: {self._key(key)} = {show(value)}: expected {expected}")
 
     def only(self, *keys: str) -> None:
         unknown = sorted(set(self.raw) - set(keys), key=str)
         if unknown:
             raise SpaceError(
-                f"{self.where}: unknown key(s) {', '.join(map(repr, unknown))} in "
-                f"{self.path or 'the top level'}; accepted: {', '.join(keys)}"
+                f"{self.where}: unknown key(s) {', '.join(map(_key_text, unknown[:3]))}"
+                f"{', ...' if len(unknown) > 3 else ''} in {self.path or 'the top level'}; "
+                f"accepted: {', '.join(keys)}"
             )
 
     def section(self, key: str, required: bool = True) -> _Reader:
@@ -120,6 +135,8 @@ class _Reader:
             return None
         if not isinstance(value, kinds):
             raise self.fail(key, value, " or ".join(k.__name__ for k in kinds))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(key, value, "a finite number")
         if choices is not None and value not in choices:
             raise self.fail(key, value, "one of " + ", ".join(map(repr, choices)))
         if (low is not None and value < low) or (high is not None and value > high):
@@ -140,8 +157,8 @@ def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) 
             raise reader.fail(
                 hyper.name,
                 reader.raw[hyper.name],
-                f"no declaration while {hyper.given} is searched (its range depends on "
-                f"{hyper.given}: {hyper.describe()}); fix {hyper.given} to declare it",
+                f"no declaration while {hyper.given} is searched (its range depends on it, "
+                f"see `search techniques`); fix {hyper.given} to declare it",
             )
         else:
             return HyperRange(
@@ -176,7 +193,10 @@ def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) 
         low, high = check(sub.get("low", (int, float))), check(sub.get("high", (int, float)))
         if low > high:
             raise reader.fail(hyper.name, value, "low <= high")
-        return HyperRange(hyper, low=low, high=high, log=sub.get("log", bool, hyper.log))
+        log = sub.get("log", bool, hyper.log)
+        if log and low <= 0:
+            raise reader.fail(hyper.name, value, "low > 0 on a log scale (or log: false)")
+        return HyperRange(hyper, low=low, high=high, log=log)
     return HyperRange(hyper, fixed=check(value))
 
 
@@ -193,6 +213,11 @@ def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
     cls = REGISTRY[name]
     hypers = cls.hypers_for(arch)
     value = _switch(reader.raw[name])
+    if not isinstance(value, str | dict):
+        keys = "".join(f", {h.name}" for h in hypers)
+        raise reader.fail(
+            name, value, f"one of {', '.join(SWITCHES)}, or a mapping {{enabled{keys}}}"
+        )
     if isinstance(value, str):
         if value not in SWITCHES:
             raise reader.fail(name, value, f"one of {', '.join(SWITCHES)}, or a mapping")
@@ -217,8 +242,10 @@ def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
 
 def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
     raw = reader.raw.get("stages")
-    if not isinstance(raw, list) or not raw:
-        raise reader.fail("stages", raw, "a non-empty list of {channels, blocks, downsample}")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_STAGES:
+        raise reader.fail(
+            "stages", raw, f"a list of 1 to {MAX_STAGES} {{channels, blocks, downsample}}"
+        )
     stages = []
     for i, item in enumerate(raw):
         stage = _Reader(item, reader.where, f"{reader.path}.stages[{i}]")
@@ -244,9 +271,26 @@ def _protocol(top: _Reader) -> Protocol | None:
     return Protocol(
         version=protocol.get("version", int, low=1, high=1000),
         epochs=expected.get("epochs", int, low=1, high=10_000),
-        accuracy=expected.get("accuracy", float, low=0.0, high=1.0),
-        tolerance=expected.get("tolerance", float, low=0.0, high=0.5),
+        accuracy=expected.get("accuracy", (int, float), low=0.0, high=1.0),
+        tolerance=expected.get("tolerance", (int, float), low=0.0, high=0.5),
     )
+
+
+def _names(reader: _Reader, key: str, default: list[str], accepted: list[str]) -> list[str]:
+    """A list of distinct names, each among `accepted`."""
+    value = reader.get(key, list, default)
+    if any(not isinstance(v, str) or v not in accepted for v in value) or len(set(value)) != len(
+        value
+    ):
+        raise reader.fail(key, value, f"distinct names among {', '.join(accepted) or '(none)'}")
+    return value
+
+
+def _dataset(reader: _Reader) -> str:
+    value = reader.get("dataset", str)
+    if not value.strip() or len(value) > MAX_PATH or any(ord(c) < 32 for c in value):
+        raise reader.fail("dataset", value, "a data set name or a path")
+    return value
 
 
 def parse(raw: Any, where: str = "<space>") -> Space:
@@ -268,11 +312,11 @@ def parse(raw: Any, where: str = "<space>") -> Space:
     data.only("dataset", "val_fraction", "resize")
     resize = data.get("resize", list, None)
     if resize is not None and (
-        len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize)
+        len(resize) != 2 or not all(type(v) is int and 1 <= v <= MAX_SIDE for v in resize)
     ):
-        raise data.fail("resize", resize, "[height, width] in pixels")
+        raise data.fail("resize", resize, f"[height, width]: two integers in [1, {MAX_SIDE}]")
     data_choice = DataChoice(
-        dataset=data.get("dataset", str),
+        dataset=_dataset(data),
         val_fraction=data.get("val_fraction", (int, float), 0.1, low=0.01, high=0.5),
         resize=tuple(resize) if resize else None,
     )
@@ -307,20 +351,16 @@ def parse(raw: Any, where: str = "<space>") -> Space:
 
     search = top.section("search", required=False)
     search.only("trials", "sampler", "objectives", "baseline")
-    objectives = search.get("objectives", list, list(OBJECTIVES))
-    if (
-        not objectives
-        or any(o not in OBJECTIVES for o in objectives)
-        or len(set(objectives)) != len(objectives)
-    ):
+    objectives = _names(search, "objectives", list(OBJECTIVES), list(OBJECTIVES))
+    if not objectives:
         raise search.fail("objectives", objectives, f"distinct names among {', '.join(OBJECTIVES)}")
 
     techniques = top.section("techniques")
     unknown = sorted(set(techniques.raw) - set(REGISTRY), key=str)
     if unknown:
         raise SpaceError(
-            f"{where}: unknown technique(s) {', '.join(map(repr, unknown))}; "
-            f"registered: {', '.join(REGISTRY)}"
+            f"{where}: unknown technique(s) {', '.join(map(_key_text, unknown[:3]))}"
+            f"{', ...' if len(unknown) > 3 else ''}; registered: {', '.join(REGISTRY)}"
         )
     choices = {
         name: _technique(techniques, name, arch) for name in REGISTRY if name in techniques.raw
@@ -331,30 +371,24 @@ def parse(raw: Any, where: str = "<space>") -> Space:
     except ValueError as err:
         raise SpaceError(f"{where}: techniques: contradictory declarations: {err}") from None
 
-    baseline = search.get("baseline", list, [])
-    for name in baseline:
-        if name not in choices or choices[name].switch == "off":
-            raise search.fail(
-                "baseline",
-                baseline,
-                "names of techniques the space declares and does not switch off",
-            )
+    baseline = _names(search, "baseline", [], [n for n, c in choices.items() if c.switch != "off"])
 
+    name = _name(top, where)
     space = Space(
-        name=top.get("name", str, Path(where).stem),
+        name=name,
         description=top.get("description", str, ""),
         data=data_choice,
         arch=arch,
         train=train_spec,
         techniques=choices,
-        budget=budget.get("params", int, None, low=1),
+        budget=budget.get("params", int, None, low=1, high=10**10),
         budget_policy=budget.get("policy", str, "scale", choices=POLICIES),
         trials=search.get("trials", int, 20, low=1, high=1_000_000),
         sampler=search.get("sampler", str, "tpe", choices=SAMPLERS),
         objectives=tuple(objectives),
         baseline=tuple(baseline),
         protocol=_protocol(top),
-        source=raw,
+        source={**raw, "name": name},  # a stored space keeps the name its file gave it
     )
     return space
 
@@ -402,3 +436,24 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
                 f"{space.name}: with {on} on ({values or 'no hyperparameters'}) on {image} "
                 f"images: {err}"
             ) from None
+
+
+def _name(top: _Reader, where: str) -> str:
+    """The space's name (default: the file's), which names studies and their weights folders."""
+    if "name" in top.raw:
+        return check_name(top.get("name", str), f"{where}: name")
+    return check_name(Path(where).stem, f"{where}: name (from the file name; set name:)")
+
+
+def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Fit the baseline configuration to the budget, on the data's shape, before anything
+    starts: a budget nothing can fit would otherwise reject every trial of a running study."""
+    if space.budget is None:
+        return
+    try:
+        resolve_arch(space.replay(space.baseline_params()), image_shape, num_classes)
+    except BudgetError as err:
+        raise SpaceError(
+            f"budget.params = {space.budget}: the baseline configuration cannot fit it "
+            f"({str(err)[:120]}); choose a budget it can reach"
+        ) from None

@@ -187,7 +187,7 @@ techniques: {blurpool: on}
     ("args", "message"),
     [
         (["--design", "grid"], "unknown design 'grid'; accepted: oat, loo, both, paper"),
-        (["--seeds", "0"], "--seeds 0: expected a positive number"),
+        (["--seeds", "0"], "argument --seeds: '0': expected an integer in [1, 1000]"),
         (["{fixed}"], "switches no technique"),
     ],
 )

@@ -10,6 +10,8 @@ import pytest
 
 from trainer.techniques import REGISTRY
 
+REGRESSIONS = Path(__file__).parent / "regressions"
+
 
 @pytest.fixture
 def existing_study(tmp_path: Path) -> str:
@@ -47,13 +49,19 @@ BAD_INPUTS = {
     ),
     "storage that is no URL": (
         ["run", "quickstart", "--storage", "notes.txt"],
-        "Accepted: an Optuna RDB URL",
+        "accepted: an Optuna RDB URL",
     ),
     "unreachable Ray cluster": (
         ["run", "quickstart", "--address", "127.0.0.1:9"],
         "cannot reach the Ray cluster at '127.0.0.1:9'",
     ),
     "resume of an unknown study": (["resume", "ghost", "--storage", "{kept}"], "no study named"),
+    "storage password": (
+        ["export", "ghost", "--storage", "postgresql://user:secretpw@127.0.0.1:1/db"],
+        "cannot open storage 'postgresql://user:***@127.0.0.1:1/db'",
+    ),
+    "alias bomb": (["run", str(REGRESSIONS / "alias_bomb.yaml")], "over 10,000 values"),
+    "data path walked": (["run", str(REGRESSIONS / "dataset_root.yaml")], "data.dataset = '/'"),
 }
 
 VALID = """name: ok
@@ -96,7 +104,8 @@ def test_bad_input_gets_one_message_and_status_2(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and len(result.stderr.strip()) < 300
+    assert "secretpw" not in result.stderr + result.stdout
     assert trials_in(existing_study) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/, no partial files
 

@@ -59,7 +59,7 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         ({"train__schedule": "step"}, "train.schedule = 'step': expected one of 'cosine', 'const"),
         ({"budget__policy": "maybe"}, "budget.policy = 'maybe': expected one of 'scale', 'reject'"),
         ({"data__dataset": None}, "missing key 'data.dataset'"),
-        ({"model__stages": []}, "model.stages = []: expected a non-empty list"),
+        ({"model__stages": []}, "model.stages = []: expected a list of 1 to 32"),
         ({"search__objectives": ["accuracy", "speed"]}, "distinct names among accuracy"),
         ({"search__baseline": ["swa"]}, "search.baseline"),
         ({"protocol__version": 0}, "protocol.version = 0: expected a value in [1, 1000]"),

@@ -7,6 +7,7 @@ of classes, image size and channel count are read from the data, never assumed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +19,8 @@ from trainer.data.base import DataError, ImageSet, shared_tensor
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 NPZ_FORMAT = (
-    "a .npz needs keys x_train, y_train, x_test, y_test: images uint8 (N, H, W, C) with C 1 or 3, "
-    "or (N, H, W) for grayscale; labels integers 0..K-1, shape (N,); optional key 'classes' "
-    "with K names"
+    "a .npz holds x_train, y_train, x_test, y_test: uint8 images (N, H, W[, C]) with C 1 or 3, "
+    "labels 0..K-1; optional 'classes'"
 )
 
 
@@ -139,11 +139,25 @@ def read_npz(path: Path, name: str) -> ImageSet:
     return image_set(name, **arrays, classes=classes, where=str(path))
 
 
-def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def empty_images(shape: tuple[int, int, int, int], where: str) -> np.ndarray:
+    """Room for uint8 NHWC images, refused up front when it exceeds this machine's memory
+    (a large data.resize would otherwise fail half-way, or take the machine down)."""
+    need = int(np.prod(shape, dtype=np.float64))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > memory:
+        n, h, w, c = shape
+        raise DataError(
+            f"{where}: {n} images of {h}x{w}x{c} need {need / 2**30:.0f} GiB, more than this "
+            f"machine's {memory / 2**30:.0f} GiB; use a smaller data.resize"
+        )
+    return np.empty(shape, dtype=np.uint8)
+
+
+def resize_images(x: np.ndarray, size: tuple[int, int], where: str) -> np.ndarray:
     """Resize uint8 NHWC images to (H, W) with antialiased bilinear filtering, in chunks."""
     if x.shape[1:3] == tuple(size):
         return x
-    out = np.empty((len(x), *size, x.shape[-1]), dtype=np.uint8)
+    out = empty_images((len(x), *size, x.shape[-1]), where)
     src = shared_tensor(x)
     for start in range(0, len(x), 4096):
         chunk = src[start : start + 4096].permute(0, 3, 1, 2).float()

@@ -15,27 +15,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.data.arrays import image_set
+from trainer.data.arrays import empty_images, image_set
 from trainer.data.base import DataError, ImageSet
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 GRAY_MODES = frozenset({"1", "L", "LA"})
-FOLDER_LAYOUT = (
-    "expected an image folder laid out as <root>/train/<class>/<image> and "
-    "<root>/test/<class>/<image> (torchvision ImageFolder layout, one subfolder per class; "
-    f"image types {', '.join(sorted(IMAGE_SUFFIXES))})"
-)
+FOLDER_LAYOUT = "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>"
 
 
-def read_folder(root: Path, name: str, resize: tuple[int, int] | None) -> ImageSet:
-    """Decode train/ and test/ of an image folder into an `ImageSet`."""
+def list_folder(root: Path) -> dict[str, dict[str, list[Path]]]:
+    """train/ and test/: class name -> sorted image files. Only the documented layout is
+    listed (never a walk below it), so a wrong folder such as / or ~ is refused at once."""
     missing = [part for part in ("train", "test") if not (root / part).is_dir()]
     if missing:
         raise DataError(
             f"{root}: no {' or '.join(f'{m}/' for m in missing)} subfolder; {FOLDER_LAYOUT}"
         )
-    train = _list(root / "train")
-    test = _list(root / "test")
+    try:
+        return {part: _list(root / part) for part in ("train", "test")}
+    except OSError as err:
+        raise DataError(f"{root}: cannot list {err.filename} ({err.strerror})") from None
+
+
+def read_folder(root: Path, name: str, resize: tuple[int, int] | None) -> ImageSet:
+    """Decode train/ and test/ of an image folder into an `ImageSet`."""
+    listing = list_folder(root)
+    train, test = listing["train"], listing["test"]
     classes = sorted(train)
     if sorted(test) != classes:
         only_train = sorted(set(train) - set(test))
@@ -65,9 +70,9 @@ def read_folder(root: Path, name: str, resize: tuple[int, int] | None) -> ImageS
                 (w1, h1), f1 = next(iter(sizes.items()))
                 w2, h2 = size
                 raise DataError(
-                    f"{root}: images differ in size: {f1} is {h1}x{w1} (HxW) but {f} is {h2}x{w2}; "
-                    f"make them one size or declare a resize, e.g. resize: [{h1}, {w1}] in the "
-                    f"space's data section (load_dataset(..., resize=({h1}, {w1})))"
+                    f"{root}: images differ in size: {f1.relative_to(root)} is {h1}x{w1} (HxW) "
+                    f"but {f.relative_to(root)} is {h2}x{w2}; make them one size or set "
+                    f"data.resize, e.g. [{h1}, {w1}]"
                 )
         (w, h), _ = next(iter(sizes.items()))
     else:
@@ -77,7 +82,7 @@ def read_folder(root: Path, name: str, resize: tuple[int, int] | None) -> ImageS
 
     arrays = {}
     for part, part_files in files.items():
-        x = np.empty((len(part_files), h, w, channels), dtype=np.uint8)
+        x = empty_images((len(part_files), h, w, channels), str(root))
         for i, (f, _) in enumerate(part_files):
             with Image.open(f) as img:
                 img = img.convert(mode)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.arrays import NPZ_FORMAT, read_npz, resize_images
+from trainer.data.arrays import read_npz, resize_images
 from trainer.data.base import DataError, ImageSet
-from trainer.data.folder import FOLDER_LAYOUT, read_folder
+from trainer.data.folder import list_folder, read_folder
 from trainer.data.standard import (
     DIGITS_TEST_SEED,
     STANDARD,
@@ -40,10 +40,8 @@ CACHE_VERSION = 1  # bump when a loader's output for the same files changes
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 ACCEPTED = (
-    "accepted sources: 'digits' (embedded, no files needed); "
-    f"{', '.join(STANDARD)} (case-insensitive, read in torchvision's layout from the data "
-    "folder that --data-dir sets); a path to a .npz file (" + NPZ_FORMAT + "); or a path to "
-    "an image folder (" + FOLDER_LAYOUT + ")"
+    f"accepted: digits, {', '.join(STANDARD)} (from --data-dir), a .npz file, or a folder "
+    "<root>/train/<class>/<image> (and test/)"
 )
 
 
@@ -85,7 +83,10 @@ def load_dataset(
         stamp = _files_stamp(standard_inputs(spec, root))
         return _cached(name, stamp, resize, lambda: _resized(load_standard(spec, root), resize))
 
-    path = Path(source).expanduser()
+    try:
+        path = Path(source).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        raise DataError(f"data set path {source[:80]!r}: no such home folder; {ACCEPTED}") from None
     if not path.exists() and not path.is_absolute() and (root / path).exists():
         path = root / path
     if path.is_file() and path.suffix.lower() == ".npz":
@@ -96,18 +97,20 @@ def load_dataset(
             lambda: _resized(read_npz(path, path.stem), resize),
         )
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [f for part in list_folder(path).values() for fs in part.values() for f in fs]
         return _cached(
             path.name, _files_stamp(files), resize, lambda: read_folder(path, path.name, resize)
         )
     if path.is_file():
-        raise DataError(f"{path} is a file but not a .npz; {ACCEPTED}")
+        raise DataError(f"{str(path)[:80]} is a file but not a .npz; {ACCEPTED}")
+    if path.exists():
+        raise DataError(f"{str(path)[:80]} is neither a file nor a folder; {ACCEPTED}")
     if path.suffix or len(path.parts) > 1:
         raise DataError(
-            f"data set path {source!r} does not exist (looked in {Path.cwd()} and in the data "
-            f"folder {root}, which --data-dir sets); {ACCEPTED}"
+            f"data set path {source[:80]!r} does not exist (nor in the --data-dir folder); "
+            f"{ACCEPTED}"
         )
-    raise DataError(f"unknown data set {source!r}; {ACCEPTED}")
+    raise DataError(f"unknown data set {source[:80]!r}; {ACCEPTED}")
 
 
 def _resized(data: ImageSet, resize: tuple[int, int] | None) -> ImageSet:
@@ -115,9 +118,9 @@ def _resized(data: ImageSet, resize: tuple[int, int] | None) -> ImageSet:
         return data
     return ImageSet(
         data.name,
-        resize_images(data.x_train, resize),
+        resize_images(data.x_train, resize, data.name),
         data.y_train,
-        resize_images(data.x_test, resize),
+        resize_images(data.x_test, resize, data.name),
         data.y_test,
         data.classes,
     )

@@ -61,10 +61,9 @@ class Standard:
         split = {"split": "train" if train else "test"} if self.split_arg else {"train": train}
         return self.cls(root=str(root), download=download, **split)
 
-    def layout(self, root: Path) -> str:
-        need = ", ".join(self.files)
-        alt = f", or {root / self.npz}" if self.npz else ""
-        return f"{need} under {root}{alt}"
+    def layout(self) -> str:
+        alt = f", or {self.npz}" if self.npz else ""
+        return f"{self.files[0]} and {len(self.files) - 1} more (torchvision's layout){alt}"
 
 
 _MNIST_FILES = tuple(
@@ -104,11 +103,14 @@ def standard_inputs(spec: Standard, root: Path) -> list[Path]:
         return [root / spec.npz]
     missing = [f for f in spec.files if not (root / f).is_file()]
     if missing:
-        partial = "is incomplete" if len(missing) < len(spec.files) else "was not found"
+        if len(missing) == len(spec.files):
+            raise DataError(
+                f"{spec.name} was not found in {root}: expected {spec.layout()}. Point "
+                "--data-dir at the folder holding it, or use --download"
+            )
         raise DataError(
-            f"{spec.name} {partial} in the data folder {root}: expected {spec.layout(root)} "
-            f"(torchvision's layout); missing {', '.join(missing)}. Point --data-dir at the "
-            f"folder holding it, or load with download=True"
+            f"{spec.name} is incomplete in {root}: missing {', '.join(missing[:2])}"
+            f"{', ...' if len(missing) > 2 else ''}. Point --data-dir at a complete copy"
         )
     return [root / f for f in spec.files]
 
@@ -126,8 +128,8 @@ def load_standard(spec: Standard, root: Path) -> ImageSet:
             ds = spec.open(root, train=train, download=False)
         except RuntimeError as err:  # torchvision's "not found or corrupted" (MD5 mismatch)
             raise DataError(
-                f"{spec.name} in {root} failed torchvision's check ({err}); expected the original "
-                f"files {spec.layout(root)}. Point --data-dir at a good copy"
+                f"{spec.name} in {root} failed torchvision's check ({str(err)[:60]}); expected "
+                f"{spec.layout()}. Point --data-dir at a good copy"
             ) from err
         parts.append(_arrays(ds))
     (x_train, y_train, classes), (x_test, y_test, _) = parts

@@ -81,7 +81,7 @@ def _output_shape(blocks: nn.Sequential, in_shape: tuple[int, int, int]) -> tupl
         try:
             x = block(x)
         except RuntimeError as err:
-            reason = str(err).strip().splitlines()[0]
+            reason = str(err).strip().splitlines()[0][:60]  # torch's own words, shortened
             raise BuildError(
                 f"{where} cannot take its {x.shape[-2]}x{x.shape[-1]} input map ({reason}); "
                 "use fewer downsampling stages, smaller filters or larger images"

@@ -89,11 +89,12 @@ class Hyper:
                 return value  # type: ignore[return-value]
         elif isinstance(value, bool):
             pass
-        elif isinstance(value, int | float) and math.isfinite(value):
+        elif (isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))) and (
+            self.low <= value <= self.high  # type: ignore[operator]
+        ):  # the range first: an integer of 4,000 digits has no float
             if self.integer and not float(value).is_integer():
                 raise ValueError(f"{self.name} = {value!r}: expected {self.describe()}")
-            if self.low <= value <= self.high:  # type: ignore[operator]
-                return int(value) if self.integer else float(value)
+            return int(value) if self.integer else float(value)
         raise ValueError(f"{self.name} = {value!r}: expected {self.describe()}")
 
 
