@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import optuna
 
-from search import ablate, export, latency
+from search import ablate, export, latency, provenance
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.study import StudyConfig
@@ -104,6 +104,7 @@ def _run_study(
     from search import runner  # Ray is imported only when trials are about to run
 
     space = config.space()
+    provenance.record(study, splits)
     orphans = studies.fail_orphans(study)
     if orphans:
         print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
@@ -143,7 +144,9 @@ def _run_study(
         runs_dir=RUNS,
         on_update=on_update,
     )
-    latency.remeasure_pareto(study, config, splits)
+    untimed = latency.remeasure_pareto(study, config, splits)
+    if untimed:
+        print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
     print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
     print(export.summary(export.rows(study, config, only_pareto=True), space.objectives))
     if interrupted:
@@ -224,7 +227,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _run_study(study, config, splits, args)
 
 
+def _study_splits(config: StudyConfig, data_dir: str | None) -> Splits:
+    """The study's splits, from its data directory or the one given now."""
+    data_dir = str(Path(data_dir).resolve()) if data_dir else config.data_dir
+    return _load_splits(config.space(), data_dir, config.seed)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "parquet" and not args.output:
+        raise UsageError("--format parquet writes a binary file: give it with -o FILE")
     output = _output(args.output)
     storage = studies.open_storage(args.storage, create=False)
     study = studies.load_study(storage, args.study)
@@ -237,8 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.test:
-        data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else config.data_dir
-        splits = _load_splits(config.space(), data_dir, config.seed)
+        splits = _study_splits(config, args.data_dir)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         for row in table:
             trial = by_number[row["number"]]
@@ -247,6 +257,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     text = export.write(table, args.format, output)
     if text is not None:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search import report  # matplotlib and scipy are imported only to write a report
+
+    storage = studies.open_storage(args.storage, create=False)
+    study = studies.load_study(storage, args.study)
+    config = studies.load_config(study)
+    directory = Path(args.output or RUNS / "reports" / study.study_name)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"-o {directory}: exists and is not a directory; give a directory")
+    test_accuracy = None
+    if args.test:
+        splits = _study_splits(config, args.data_dir)
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+
+        def test_accuracy(number: int) -> float:
+            return export.test_accuracy(by_number[number], config, splits, study.study_name)
+
+    doc = report.build(study, config, test_accuracy)
+    try:
+        written = report.write(doc, directory)
+    except OSError as err:
+        raise UsageError(f"cannot write the report into {directory}: {err.strerror}") from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_remeasure(args: argparse.Namespace) -> int:
+    storage = studies.open_storage(args.storage, create=False)
+    study = studies.load_study(storage, args.study)
+    config = studies.load_config(study)
+    splits = _study_splits(config, args.data_dir)
+    trials = study.get_trials(deepcopy=False) if args.all else studies.pareto_front(study)
+    alone, untimed = latency.remeasure(study, config, splits, trials, again=True)
+    for trial in trials:
+        record = alone.get(str(trial.number))
+        if record and trial.number not in untimed:
+            print(
+                f"trial {trial.number}: {record['median_ms']:.4f} ms (IQR {record['iqr_ms']:.4f}) "
+                f"on {record['device']}, {record['threads']} threads, {record['runs']} runs"
+            )
+    if untimed:
+        print(f"not re-timed (trained on a GPU this machine lacks): trials {untimed}")
     return 0
 
 
@@ -355,6 +411,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
     p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write a study's report: report.md, report.html, figures")
+    p.add_argument("study")
+    _storage_arg(p)
+    p.add_argument("-o", "--output", help="directory to write (default: runs/reports/<study>)")
+    p.add_argument(
+        "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
+    )
+    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "remeasure", help="re-time the Pareto trials' latency alone, one at a time, here"
+    )
+    p.add_argument("study")
+    _storage_arg(p)
+    p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
+    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    p.set_defaults(func=cmd_remeasure)
 
     sub.add_parser("list", help="the shipped presets").set_defaults(func=cmd_list)
     sub.add_parser("techniques", help="the registered techniques").set_defaults(func=cmd_techniques)

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import study as studies
 from search.errors import UsageError
-from search.latency import ATTR
+from search.latency import ATTR, alone_ms
 from search.study import StudyConfig, weights_path
 from spaces import Space
 from trainer.budget import resolve_arch
@@ -25,9 +25,10 @@ from trainer.data import DeviceData, Splits
 from trainer.models.net import Net
 from trainer.train import evaluate
 
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "parquet")
 MEASURED = (
     "accuracy",
+    "budget",  # the parameter budget level the trial was scaled to (or checked against)
     "params",
     "flops",
     "latency_ms",
@@ -53,7 +54,7 @@ def measured(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
 
 
 def trial_row(
-    trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, float]
+    trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, Any]
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "number": trial.number,
@@ -61,7 +62,7 @@ def trial_row(
         "pareto": trial.number in pareto,
         **measured(trial, space.objectives),
         "accuracy_split": "validation",
-        "latency_ms_alone": alone.get(str(trial.number)),
+        "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
         "device": trial.user_attrs.get("device"),
         "threads": trial.user_attrs.get("threads"),
         **{k: trial.user_attrs.get(k) for k in IDENTITY},
@@ -103,7 +104,15 @@ def test_accuracy(
 
 
 def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | None:
-    """Write `table` to `path` (atomically), or return it as text when no path is given."""
+    """Write `table` to `path` (atomically), or return it as text when no path is given.
+    Parquet is binary and needs a path."""
+    if fmt == "parquet":
+        if path is None:
+            raise UsageError("--format parquet writes a binary file: give it with -o FILE")
+        partial = path.with_name(path.name + ".partial")
+        pd.DataFrame(table).to_parquet(partial, engine="pyarrow", index=False)
+        partial.replace(path)
+        return None
     if fmt == "csv":
         text = pd.DataFrame(table).to_csv(index=False)
     else:
@@ -138,6 +147,7 @@ def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
             }
         )
     frame = pd.DataFrame(lines).sort_values(objectives[0], ascending=False)
-    if "params" in frame:
-        frame["params"] = frame["params"].astype(int)
+    for counted in ("params", "budget"):
+        if counted in frame:
+            frame[counted] = frame[counted].astype(int)
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")

@@ -76,7 +76,13 @@ def train_trial(
     partial = weights.with_suffix(".tmp")
     torch.save(result.model.state_dict(), partial)
     os.replace(partial, weights)  # atomic: a crash never leaves half a weights file
-    return {**result.metrics(), "failure": "", "threads": threads, "device": device}
+    return {
+        **result.metrics(),
+        "budget": spec.budget,
+        "failure": "",
+        "threads": threads,
+        "device": device,
+    }
 
 
 class StudySearcher(Searcher):

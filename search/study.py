@@ -39,6 +39,7 @@ CARRIED_ATTRS = ("baseline", "seed", "config")
 # declares it an objective, so every exported row is complete.
 RESULT_ATTRS = (
     "accuracy",
+    "budget",
     "params",
     "flops",
     "latency_ms",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
 
 PRESETS = Path(__file__).parent / "presets"
+MAX_BUDGET = 10**10  # parameters; beyond, no network of this tool is buildable
 # Names become paths (runs/weights/<study>/): a safe character set, no leading dot.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 NAME_RULE = "1-100 characters A-Z a-z 0-9 . _ -, starting with a letter or digit"
@@ -293,6 +295,32 @@ def _dataset(reader: _Reader) -> str:
     return value
 
 
+def _budgets(budget: _Reader) -> tuple[int, ...]:
+    """`budget.params`: one budget, or a list of distinct levels the search chooses among."""
+    value = budget.raw.get("params")
+    if not isinstance(value, list):
+        level = budget.get("params", int, None, low=1, high=MAX_BUDGET)
+        return () if level is None else (level,)
+    if (
+        not value
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+        or not all(1 <= v <= MAX_BUDGET for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise budget.fail("params", value, f"a list of distinct integers in [1, {MAX_BUDGET}]")
+    return tuple(sorted(value))
+
+
+def _default_objectives(budgets: tuple[int, ...], policy: str) -> list[str]:
+    """Size is an objective only where sizes differ: between budget levels, or between
+    unscaled configurations. One budget under `scale` leaves accuracy and latency."""
+    if len(budgets) > 1:
+        return ["accuracy", "budget", "latency_ms"]
+    if budgets and policy == "scale":
+        return ["accuracy", "latency_ms"]
+    return ["accuracy", "params", "latency_ms"]
+
+
 def parse(raw: Any, where: str = "<space>") -> Space:
     """Validate a loaded preset mapping into a `Space`."""
     top = _Reader(raw, where, "")
@@ -349,11 +377,26 @@ def parse(raw: Any, where: str = "<space>") -> Space:
         flip=train.get("flip", bool, defaults.flip),
     )
 
+    budgets = _budgets(budget)
+    policy = budget.get("policy", str, "scale", choices=POLICIES)
+
     search = top.section("search", required=False)
     search.only("trials", "sampler", "objectives", "baseline")
-    objectives = _names(search, "objectives", list(OBJECTIVES), list(OBJECTIVES))
+    default = _default_objectives(budgets, policy)
+    objectives = _names(search, "objectives", default, list(OBJECTIVES))
     if not objectives:
         raise search.fail("objectives", objectives, f"distinct names among {', '.join(OBJECTIVES)}")
+    if "params" in objectives and budgets and policy == "scale":
+        raise search.fail(
+            "objectives",
+            objectives,
+            "no 'params' under budget.policy scale, where counts differ only within the 2% fit "
+            "window; 'budget' with budget.params a list of levels makes size an objective",
+        )
+    if "budget" in objectives and len(budgets) < 2:
+        raise search.fail(
+            "objectives", objectives, "'budget' only with budget.params a list of levels"
+        )
 
     techniques = top.section("techniques")
     unknown = sorted(set(techniques.raw) - set(REGISTRY), key=str)
@@ -381,8 +424,8 @@ def parse(raw: Any, where: str = "<space>") -> Space:
         arch=arch,
         train=train_spec,
         techniques=choices,
-        budget=budget.get("params", int, None, low=1, high=10**10),
-        budget_policy=budget.get("policy", str, "scale", choices=POLICIES),
+        budgets=budgets,
+        budget_policy=policy,
         trials=search.get("trials", int, 20, low=1, high=1_000_000),
         sampler=search.get("sampler", str, "tpe", choices=SAMPLERS),
         objectives=tuple(objectives),
@@ -448,12 +491,12 @@ def _name(top: _Reader, where: str) -> str:
 def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: int) -> None:
     """Fit the baseline configuration to the budget, on the data's shape, before anything
     starts: a budget nothing can fit would otherwise reject every trial of a running study."""
-    if space.budget is None:
-        return
-    try:
-        resolve_arch(space.replay(space.baseline_params()), image_shape, num_classes)
-    except BudgetError as err:
-        raise SpaceError(
-            f"budget.params = {space.budget}: the baseline configuration cannot fit it "
-            f"({str(err)[:120]}); choose a budget it can reach"
-        ) from None
+    baseline = space.replay(space.baseline_params())
+    for level in space.budgets:
+        try:
+            resolve_arch(replace(baseline, budget=level), image_shape, num_classes)
+        except BudgetError as err:
+            raise SpaceError(
+                f"budget.params = {level}: the baseline configuration cannot fit it "
+                f"({str(err)[:120]}); choose a budget it can reach"
+            ) from None

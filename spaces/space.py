@@ -19,7 +19,15 @@ from trainer.spec import ArchSpec, TrainSpec, TrialSpec
 from trainer.techniques import REGISTRY
 from trainer.techniques.base import Hyper, Value
 
-OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "latency_ms": "minimize"}
+# `budget` is the parameter budget a configuration was scaled to (its size class); `params`
+# the counted parameters, which under `scale` differ only within the 2% fit window.
+OBJECTIVES = {
+    "accuracy": "maximize",
+    "budget": "minimize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+}
+BUDGET_PARAM = "budget.params"  # the trial parameter of a searched budget level
 SAMPLERS = ("tpe", "nsga2", "random")
 SWITCHES = ("search", "on", "off")
 
@@ -137,11 +145,13 @@ class Space:
     arch: ArchSpec
     train: TrainSpec
     techniques: dict[str, TechniqueChoice]
-    budget: int | None = None
+    # Parameter budget levels: none, one, or several searched as the trial parameter
+    # `budget.params`, each configuration scaled to (or checked against) its level.
+    budgets: tuple[int, ...] = ()
     budget_policy: str = "scale"
     trials: int = 20
     sampler: str = "tpe"
-    objectives: tuple[str, ...] = tuple(OBJECTIVES)
+    objectives: tuple[str, ...] = ("accuracy", "params", "latency_ms")
     # Techniques on in the reference configuration the study trains first; the others off.
     baseline: tuple[str, ...] = ()
     protocol: Protocol | None = None
@@ -152,7 +162,11 @@ class Space:
         return [OBJECTIVES[o] for o in self.objectives]
 
     def suggest(self, trial: optuna.Trial, seed: int = 0) -> TrialSpec:
-        """Ask `trial` for every searched switch and hyperparameter; return the spec."""
+        """Ask `trial` for the budget level, every searched switch and hyperparameter; return
+        the spec."""
+        budget = self.budgets[0] if len(self.budgets) == 1 else None
+        if len(self.budgets) > 1:
+            budget = trial.suggest_categorical(BUDGET_PARAM, list(self.budgets))
         enabled: dict[str, dict[str, Value]] = {}
         for name, choice in self.techniques.items():
             on = choice.switch == "on" or (
@@ -170,14 +184,17 @@ class Space:
             train=self.train,
             techniques=enabled,
             seed=seed,
-            budget=self.budget,
+            budget=budget,
             budget_policy=self.budget_policy,
         )
 
     def default_params(self, enabled: Iterable[str]) -> dict[str, Value]:
         """The parameters of the configuration with `enabled` (and every technique declared
-        `on`) switched on at their default hyperparameters, and the others off."""
+        `on`) switched on at their default hyperparameters, and the others off; at the largest
+        budget level when several are searched."""
         params: dict[str, Value] = {}
+        if len(self.budgets) > 1:
+            params[BUDGET_PARAM] = max(self.budgets)
         for name, choice in self.techniques.items():
             on = choice.switch == "on" or (choice.switch == "search" and name in enabled)
             if choice.switch == "search":
@@ -201,8 +218,9 @@ class Space:
 
     def columns(self, spec: TrialSpec) -> dict[str, Value | None]:
         """Every declared technique's switch and hyperparameters as flat `.`-named columns,
-        fixed ones included, so an exported row says exactly what the trial trained."""
-        row: dict[str, Value | None] = {}
+        fixed ones included, and its budget, so an exported row says exactly what the trial
+        trained."""
+        row: dict[str, Value | None] = {BUDGET_PARAM: spec.budget}
         for name in self.techniques:
             params = spec.techniques.get(name)
             row[f"{name}.enabled"] = params is not None

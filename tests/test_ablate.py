@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_report import check_figures, table_rows
 
 from search import ablate, export
 from search import study as studies
@@ -121,6 +122,7 @@ def test_exclusive_rules_decide_the_combination_and_exclude_configurations(
 def test_configurations_over_a_reject_budget_are_excluded_before_anything_runs() -> None:
     raw = copy.deepcopy(load("quickstart").source)
     raw["budget"] = {"params": 1000, "policy": "reject"}  # baseline 674, -gap 1154, +se 864
+    del raw["search"]["objectives"]  # the preset's `budget` objective needs budget levels
     space = parse(raw)
     design = ablate.within_budget(ablate.make(space, "oat"), space, (1, 8, 8), 10)
     assert set(design.excluded) == {"-depthwise", "-gap"}
@@ -256,3 +258,18 @@ def test_oat_ablation_trains_the_design_with_paired_seeds_and_resumes_to_nothing
     exported = search("export", "ab", "--storage", url)
     assert exported.returncode == 0, exported.stderr
     assert "config" in exported.stdout.splitlines()[0] and "+blurpool" in exported.stdout
+
+    # The report of the real study: one row per configuration, Δ against the baseline with
+    # its interval and verdict, a valid chart, provenance recorded at the run.
+    report = search("report", "ab", "--storage", url, "-o", str(tmp_path / "rep"))
+    assert report.returncode == 0, report.stderr
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    rows = table_rows(markdown, "configuration")
+    assert [r["configuration"] for r in rows] == [c.label for c in design.configs]
+    for row in rows[1:]:
+        assert row["vs"] == "baseline" and row["seeds"] == "2"
+        assert row["Δ points"].startswith(("+", "-"))
+        assert row["Δ CI (Holm, 7 tests)"].startswith("[")
+        assert row["within noise"] in ("yes", "no")
+    check_figures(tmp_path / "rep", ["delta.png"])
+    assert study.user_attrs["provenance"]["split"] in markdown

@@ -44,9 +44,10 @@ def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path
     assert baseline.params["depthwise.enabled"] and baseline.params["gap.enabled"]
     assert not baseline.params["mixup.enabled"]
     for trial in complete:
-        accuracy, params, latency = trial.values
+        accuracy, budget, latency = trial.values
         assert 0.1 < accuracy <= 1.0  # 10 classes: better than chance after 3 epochs
-        assert 1960 <= params <= 2000  # scaled to the quickstart budget of 2,000
+        assert budget == trial.params["budget.params"] and budget in (400, 1000, 2000)
+        assert 0.98 * budget <= trial.user_attrs["params"] <= budget  # scaled to its level
         assert latency > 0
         weights = tmp_path / "runs" / "weights" / "qs" / f"trial_{trial.number}.pt"
         assert weights.is_file()
@@ -58,8 +59,12 @@ def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path
     assert list(table["state"]) == [t.state.name for t in study.trials]
     space = load("quickstart")
     for trial, (_, row) in zip(study.trials, table.iterrows(), strict=True):
+        if trial.state != TrialState.COMPLETE:  # a level too small, or a running duplicate
+            assert row["failure"] == trial.user_attrs["failure"] in ("over_budget", "duplicate")
+            continue
         assert row["accuracy"] == pytest.approx(trial.values[0])
-        assert row["params"] == trial.values[1]
+        assert row["budget"] == trial.values[1]
+        assert row["params"] == trial.user_attrs["params"]
         assert row["latency_ms"] == pytest.approx(trial.values[2])
         assert row["accuracy_split"] == "validation"
         for name, value in trial.params.items():
@@ -77,6 +82,20 @@ def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path
     for row in rows:
         assert 0.0 <= row["test_accuracy"] <= 1.0
         assert row["latency_ms_alone"] > 0  # re-timed alone after the run
+
+    parquet = tmp_path / "all.parquet"
+    exported = search("export", "qs", "--storage", url, "--format", "parquet", "-o", str(parquet))
+    assert exported.returncode == 0, exported.stderr
+    assert list(pd.read_parquet(parquet)["number"]) == list(table["number"])
+
+    report = search("report", "qs", "--storage", url, "-o", str(tmp_path / "rep"), "--test")
+    assert report.returncode == 0, report.stderr
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Pareto front" in markdown and "## Importance" in markdown
+    assert "re-measured alone" in markdown  # the front was timed alone: the report says so
+    assert "test accuracy %" in markdown and "Test set: used only" in markdown
+    provenance = study.user_attrs["provenance"]
+    assert len(provenance["split"]) == 16 and provenance["split"] in markdown
 
 
 def test_diverging_trials_are_recorded_as_failed_and_the_study_goes_on(

@@ -44,6 +44,10 @@ def count_flops(model: nn.Module, in_shape: tuple[int, int, int]) -> int:
     return int(counter.get_total_flops())
 
 
+WARMUP = 10  # untimed calls first: allocator, kernel selection, caches
+RUNS = 50  # timed calls inside a trial
+
+
 @dataclass(frozen=True)
 class Latency:
     median_ms: float
@@ -55,8 +59,8 @@ def measure_latency(
     model: nn.Module,
     in_shape: tuple[int, int, int],
     *,
-    warmup: int = 10,
-    runs: int = 50,
+    warmup: int = WARMUP,
+    runs: int = RUNS,
     channels_last: bool = True,
 ) -> Latency:
     """Batch-1 inference latency on the model's device: median and IQR of `runs` timed calls.

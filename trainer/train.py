@@ -18,7 +18,7 @@ from torch import nn
 from trainer import techniques as registry
 from trainer.budget import resolve_arch
 from trainer.data import DeviceData, Splits
-from trainer.measure import count_flops, count_params, measure_latency
+from trainer.measure import RUNS, count_flops, count_params, measure_latency
 from trainer.models.net import Net, stage_channels
 from trainer.schedule import base_scheduler
 from trainer.spec import ArchSpec, TrialSpec
@@ -100,7 +100,7 @@ def train(
     *,
     device: str | torch.device = "cpu",
     threads: int | None = None,
-    latency_runs: int = 50,
+    latency_runs: int = RUNS,
 ) -> Result:
     """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency."""
     if threads is not None:
