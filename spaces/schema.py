@@ -321,8 +321,12 @@ def _default_objectives(budgets: tuple[int, ...], policy: str) -> list[str]:
     return ["accuracy", "params", "latency_ms"]
 
 
-def parse(raw: Any, where: str = "<space>") -> Space:
-    """Validate a loaded preset mapping into a `Space`."""
+def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
+    """Validate a loaded preset mapping into a `Space`.
+
+    `stored`: the space a study recorded when it was created. It is read as recorded, so
+    advice added since (no 'params' objective under `scale`) cannot make an existing study
+    unreadable, unresumable or unreportable."""
     top = _Reader(raw, where, "")
     top.only(
         "name",
@@ -386,7 +390,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
     objectives = _names(search, "objectives", default, list(OBJECTIVES))
     if not objectives:
         raise search.fail("objectives", objectives, f"distinct names among {', '.join(OBJECTIVES)}")
-    if "params" in objectives and budgets and policy == "scale":
+    if "params" in objectives and budgets and policy == "scale" and not stored:
         raise search.fail(
             "objectives",
             objectives,

@@ -9,6 +9,7 @@ import optuna
 import pytest
 import yaml
 
+from search.study import StudyConfig
 from spaces import SpaceError, load, parse, preset_names
 from trainer.techniques import REGISTRY
 
@@ -185,3 +186,19 @@ def test_on_ranges_mean_on_in_every_preset() -> None:
             assert space.techniques["cutout"].hypers["p"].fixed == 1.0  # DeVries & Taylor
         if "label_smoothing" in space.techniques:
             assert space.techniques["label_smoothing"].hypers["eps"].low >= 0.05
+
+
+def test_a_study_stored_before_the_objectives_advice_still_reads() -> None:
+    """Presets asked for a 'params' objective under `scale` until the advice against it; the
+    studies they created hold that space and must stay readable, resumable and reportable."""
+    mnist = load("mnist_budget_1_5k").source
+    old = {
+        **mnist,
+        "search": {**mnist["search"], "objectives": ["accuracy", "params", "latency_ms"]},
+    }
+    with pytest.raises(SpaceError, match=r"no 'params' under budget\.policy scale"):
+        parse(old, "new.yaml")
+    config = StudyConfig(
+        space_source=old, trials=1, seed=0, data_dir=None, epochs=2, weights_dir="w"
+    )
+    assert config.space().objectives == ("accuracy", "params", "latency_ms")
