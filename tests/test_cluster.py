@@ -1,0 +1,140 @@
+"""A real two-node Ray cluster on this machine (`ray start --head` plus `ray start
+--address`, one CPU each), and `search run --address` against it: trials land on both nodes,
+the export names each trial's node, and when a node is stopped mid-trial the study goes on."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import procs
+import pytest
+from optuna.trial import TrialState
+from pg_server import free_port
+
+pytestmark = pytest.mark.slow
+
+NODE_TAG = "SEARCH_TEST_NODE"  # marks the second node's processes, to stop that node alone
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    second: str  # NODE_TAG value of the second node's processes
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    tag = procs.new_tag()
+    temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths are limited
+    env = {
+        **os.environ,
+        procs.TAG: tag,
+        "RAY_TMPDIR": temp,
+        # Ray's token authentication, with one token every node and the driver share.
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # that flag forbids joining nodes
+    ray = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    second = procs.new_tag()
+    try:
+        for command, extra in (
+            ([ray, "start", "--head", "--port", str(port), "--include-dashboard", "false"], {}),
+            ([ray, "start", "--address", f"127.0.0.1:{port}"], {NODE_TAG: second}),
+        ):
+            subprocess.run(
+                [*command, *common],
+                env={**env, **extra},
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        yield Cluster(f"127.0.0.1:{port}", env, second)
+    finally:
+        procs.kill_tagged(tag)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def running(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        return []
+    return study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_trials_spread_over_two_nodes_and_survive_losing_one(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "c"]
+    run += ["--storage", url, "--address", cluster.address, "--parallel", "2", "--epochs", "2"]
+
+    first = subprocess.run(
+        [*run, "--trials", "4"],
+        cwd=tmp_path,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    exported = subprocess.run(
+        [sys.executable, "-m", "search.cli", "export", "c", "--storage", url],
+        cwd=tmp_path,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    table = pd.read_csv(StringIO(exported.stdout))
+    assert table["node"].notna().all() and table["node_ip"].notna().all()
+    nodes = set(table["node"])
+    assert len(nodes) == 2, "the trials did not land on both nodes"
+
+    # Continue to 8 trials and stop the second node while both nodes train.
+    driver = subprocess.Popen(
+        [*run, "--trials", "8"],
+        cwd=tmp_path,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while len(running(url, "c")) < 2:
+        assert time.monotonic() < deadline and driver.poll() is None, "no two trials at once"
+        time.sleep(0.5)
+    time.sleep(3)  # both are training now, one on each node
+    during = {t.number for t in running(url, "c")}
+    procs.kill_tagged(cluster.second, NODE_TAG)
+    output, _ = driver.communicate(timeout=1500)
+    assert driver.returncode == 0, output
+
+    study = optuna.load_study(study_name="c", storage=url)
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8, output
+    for trial in trials:
+        if trial.number in during:  # retried on the node left, or failed with why
+            assert trial.state == TrialState.COMPLETE or trial.user_attrs["reason"], trial
+    survivor = {t.user_attrs["node"] for t in trials if t.number in during} & nodes
+    late = [t for t in complete if t.number > max(during)]
+    assert late and len({t.user_attrs["node"] for t in late}) == 1, "a dead node trained"
+    assert survivor, "no trial recorded the node that survived"
