@@ -34,9 +34,16 @@ def no_leftovers(tag: str, timeout: float = 45) -> None:
     assert not left, "processes outlived their driver:\n" + "\n".join(procs.describe(left))
 
 
+def trained(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials that trained (a duplicate reuses another trial's result)."""
+    return [
+        t for t in trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs
+    ]
+
+
 def complete(url: str) -> dict[int, list[float]]:
     study = optuna.load_study(study_name="f", storage=url)
-    return {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    return {t.number: t.values for t in trained(study.get_trials())}
 
 
 def test_a_study_survives_kill_9_anywhere(tmp_path: Path) -> None:
@@ -115,11 +122,14 @@ def test_a_study_survives_kill_9_anywhere(tmp_path: Path) -> None:
     assert kills == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert [t.number for t in trials] == list(range(len(trials)))
-    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    finished = trained(trials)
     assert len(finished) == TARGET
     assert complete(url) == before  # nothing finished was lost or trained again
     keys = Counter(json.dumps([t.params, t.user_attrs.get("seed")]) for t in finished)
     assert max(keys.values()) == 1, "a finished configuration was trained twice"
+    reruns = {t.user_attrs.get("rerun_of") for t in trials}
     for trial in trials:
         if trial.state == TrialState.FAIL:
-            assert trial.user_attrs["failure"] == "interrupted", trial
+            assert trial.user_attrs["failure"] in ("interrupted", "duplicate"), trial
+        if trial.user_attrs.get("failure") == "interrupted":
+            assert trial.number in reruns, f"interrupted trial {trial.number} never re-run"
