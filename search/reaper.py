@@ -4,13 +4,16 @@ Ray's own clean-up misses some: after a `kill -9` of the driver, its DashboardAg
 RuntimeEnvAgent live on with parent PID 1. So before a driver starts a local Ray it marks its
 environment (`SEARCH_RAY_OWNER=host:pid`), which every Ray process inherits, and starts a
 small watcher in its own session; when the driver ends, however it ends, the watcher kills
-every process that carries the driver's mark. The next driver on the host also reaps what a
-dead driver's watcher could not (both killed at once)."""
+every process that carries the driver's mark or holds a file of its Ray session (Ray names
+the session directory after the driver's PID; the agents rewrite their command line and,
+now and then, the end of their environment). The next driver on the host also reaps what a
+dead driver's watcher could not (both killed at once), by the mark alone."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,16 +43,37 @@ def _dead(owner: str) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not _running(int(pid))
 
 
+def _in_session(pid: int, driver: int) -> bool:
+    """Whether process `pid` holds a file of the Ray session that process `driver` started."""
+    session = re.compile(rf"/session_[^/]*_{driver}/")
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if session.search(os.readlink(fd)):
+                    return True
+    return False
+
+
 def reap(owner: str | None = None, passes: int = 10) -> int:
-    """Kill the processes marked by `owner`, or by any dead driver of this host; returns how
-    many. Again until none is left: a process may start another as it dies."""
+    """Kill the processes of driver `owner` (its mark, or its Ray session's files), or those
+    marked by any dead driver of this host; returns how many. Again until none is left: a
+    process may start another as it dies."""
+    driver = int(owner.rpartition(":")[2]) if owner else None
     killed = 0
     for _ in range(passes):
+        marks = _owners()
         doomed = [
-            pid
-            for pid, mark in _owners().items()
-            if mark == owner or (owner is None and _dead(mark))
+            pid for pid, mark in marks.items() if mark == owner or (not owner and _dead(mark))
         ]
+        if driver is not None:
+            doomed += [
+                int(p.name)
+                for p in Path("/proc").iterdir()
+                if p.name.isdigit()
+                and int(p.name) not in marks
+                and int(p.name) != os.getpid()
+                and _in_session(int(p.name), driver)
+            ]
         if not doomed:
             break
         for pid in doomed:

@@ -4,6 +4,7 @@ the export names each trial's node, and when a node is stopped mid-trial the stu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -35,8 +36,9 @@ class Cluster:
     second: str  # NODE_TAG value of the second node's processes
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def two_nodes(second_prefix: tuple[str, ...] = ()) -> Iterator[Cluster]:
+    """A head and a second node, one CPU each; `second_prefix` wraps the second's start."""
     tag = procs.new_tag()
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths are limited
     env = {
@@ -55,7 +57,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         for command, extra in (
             ([ray, "start", "--head", "--port", str(port), "--include-dashboard", "false"], {}),
-            ([ray, "start", "--address", f"127.0.0.1:{port}"], {NODE_TAG: second}),
+            ([*second_prefix, ray, "start", "--address", f"127.0.0.1:{port}"], {NODE_TAG: second}),
         ):
             subprocess.run(
                 [*command, *common],
@@ -68,6 +70,12 @@ def cluster() -> Iterator[Cluster]:
     finally:
         procs.kill_tagged(tag)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with two_nodes() as started:
+        yield started
 
 
 def running(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -138,3 +146,50 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(
             assert trial.state == TrialState.COMPLETE or trial.user_attrs["reason"], trial
     late = [t for t in complete if t.number > max(during)]
     assert late and len({t.user_attrs["node"] for t in late}) == 1, "a dead node trained"
+
+
+def test_a_node_without_the_shared_weights_directory_fails_its_trial_saying_so(
+    tmp_path: Path,
+) -> None:
+    """The second node runs in its own mount namespace, where the driver's runs/ directory
+    is an empty tmpfs: a node that does not share the weights directory."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a mount namespace here (unshare -m needs root)")
+    hidden = tmp_path / "runs"
+    hidden.mkdir()
+    prefix = ("unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{hidden}" && exec "$@"', "sh")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with two_nodes(prefix) as cluster:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "search.cli",
+                "run",
+                "quickstart",
+                "--study",
+                "n",
+                "--storage",
+                url,
+                "--address",
+                cluster.address,
+                "--parallel",
+                "2",
+                "--epochs",
+                "1",
+                "--trials",
+                "2",
+            ],
+            cwd=tmp_path,
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    trials = optuna.load_study(study_name="n", storage=url).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 1, run.stdout
+    assert len(failed) == 1 and "is not shared with node" in failed[0].user_attrs["reason"]
+    done = next(t for t in trials if t.state == TrialState.COMPLETE)
+    assert done.user_attrs["node"] != failed[0].user_attrs["node"]  # one trial on each node
