@@ -126,7 +126,7 @@ def test_a_dead_remote_drivers_trials_are_taken_over_after_the_grace_period(
             mine = study.get_trials(states=(TrialState.RUNNING,))
         except KeyError:
             mine = []
-        if mine:
+        if mine and "planned_params" in mine[0].user_attrs:  # handed to Ray: training
             break
         time.sleep(0.5)
     assert mine[0].user_attrs["driver"].startswith("remote-a:")
@@ -148,4 +148,4 @@ def test_a_dead_remote_drivers_trials_are_taken_over_after_the_grace_period(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     rerun = [t for t in trials if t.user_attrs.get("rerun_of") == dead.number]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE  # its parameters, again
-    assert rerun[0].params == dead.params
+    assert dead.params.items() <= rerun[0].params.items()
