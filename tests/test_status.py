@@ -38,7 +38,10 @@ def test_status_shows_progress_running_failures_best_and_eta(search, tmp_path: P
     assert f"running trial {dead.number}: host gpu-box-2" in out.stdout
     assert "(stale: dead after 60s, not counted)" in out.stdout
     assert "failures: diverged 1, interrupted 2" in out.stdout
-    assert "best so far: trial 1, accuracy 0.8, params 1990, latency_ms 0.3" in out.stdout
+    objectives = ", ".join(
+        f"{o} {v}" for o, v in zip(space.objectives, (0.8, 1990, 0.3), strict=True)
+    )
+    assert f"best so far: trial 1, {objectives}" in out.stdout
     assert "ETA: about" in out.stdout and "3 trials left" in out.stdout
     assert (tmp_path / "s.db").stat().st_mtime_ns == before  # read only
 
