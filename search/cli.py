@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import NoReturn
 
 import optuna
 
-from search import ablate, export, latency, provenance
+from search import ablate, export, failpoints, heartbeat, latency, provenance, status
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.study import StudyConfig
@@ -76,6 +77,7 @@ def _load_splits(space: Space, data_dir: str | None, seed: int, download: bool =
         )
     except DataError as err:
         raise DataError(f"data.dataset = {space.data.dataset[:60]!r}: {err}") from None
+    failpoints.reached("data")
     return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
 
 
@@ -91,7 +93,15 @@ def _output(text: str | None) -> Path | None:
     return path
 
 
+# Ray binds its servers to the machine's network address unless it believes it runs alone on
+# a laptop; this flag, read when Ray is imported, keeps a Ray started here on loopback. Not
+# for --address: a driver on a cluster must be reachable from the other nodes.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def _start_ray(address: str | None) -> None:
+    if address is None and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     from search import runner  # Ray is imported only when trials are about to run
 
     runner.start_ray(address)
@@ -105,13 +115,13 @@ def _run_study(
 
     space = config.space()
     provenance.record(study, splits)
-    orphans = studies.fail_orphans(study)
+    orphans = studies.fail_orphans(study, config.grace_period)
     if orphans:
         print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
     requeued = studies.requeue_interrupted(study)
     if requeued:
         print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
-    done, _ = studies.progress(study)
+    done, _ = studies.progress(study, config.grace_period)
     print(
         f"study {study.study_name!r}: {space.name}, {done}/{config.trials} trials done, "
         f"{args.parallel} in parallel on {len(splits.y_train)} train / "
@@ -120,7 +130,7 @@ def _run_study(
     start = time.perf_counter()
 
     def on_update(message: str) -> None:
-        done, _ = studies.progress(study)
+        done, _ = studies.progress(study, config.grace_period)
         failed = sum(
             t.state.name == "FAIL" and studies.counted(t) for t in study.get_trials(deepcopy=False)
         )
@@ -144,6 +154,7 @@ def _run_study(
         runs_dir=RUNS,
         on_update=on_update,
     )
+    failpoints.reached("pareto")
     untimed = latency.remeasure_pareto(study, config, splits)
     if untimed:
         print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
@@ -168,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         epochs=args.epochs,
         weights_dir=str((RUNS / "weights").resolve()),
+        grace_period=args.grace_period,
     )
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
@@ -260,6 +272,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    storage = studies.open_storage(args.storage, create=False)
+    study = studies.load_study(storage, args.study)
+    print(status.report(study, studies.load_config(study)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from search import report  # matplotlib and scipy are imported only to write a report
 
@@ -332,7 +351,8 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 def _storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
-        help=f"Optuna storage URL or journal file (default {studies.DEFAULT_STORAGE})",
+        help=f"Optuna storage URL or journal file (default: ${studies.STORAGE_ENV}, else "
+        f"{studies.DEFAULT_STORAGE})",
     )
 
 
@@ -361,6 +381,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
     p.add_argument(
         "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=_integer(1, 86_400),
+        default=heartbeat.DEFAULT_GRACE,
+        help="seconds without a heartbeat after which a trial's driver counts as dead "
+        f"(default {heartbeat.DEFAULT_GRACE:.0f}; kept by the study)",
     )
     _storage_arg(p)
     _runner_args(p)
@@ -431,6 +458,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
     p.set_defaults(func=cmd_remeasure)
 
+    p = sub.add_parser("status", help="a study's progress, running trials and failures")
+    p.add_argument("study")
+    _storage_arg(p)
+    p.set_defaults(func=cmd_status)
+
     sub.add_parser("list", help="the shipped presets").set_defaults(func=cmd_list)
     sub.add_parser("techniques", help="the registered techniques").set_defaults(func=cmd_techniques)
     return top
@@ -450,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("search: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "search.runner" in sys.modules:
+            sys.modules["search.runner"].stop_ray()
 
 
 if __name__ == "__main__":

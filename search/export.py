@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from search import failpoints
 from search import study as studies
 from search.errors import UsageError
 from search.latency import ATTR, alone_ms
@@ -65,6 +66,7 @@ def trial_row(
         "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
         "device": trial.user_attrs.get("device"),
         "threads": trial.user_attrs.get("threads"),
+        **{k: trial.user_attrs.get(k) for k in studies.WHERE_ATTRS},
         **{k: trial.user_attrs.get(k) for k in IDENTITY},
         "seed": seed,  # the training seed
         "failure": trial.user_attrs.get("failure"),
@@ -122,6 +124,7 @@ def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | Non
     partial = path.with_name(path.name + ".partial")
     try:
         partial.write_text(text)
+        failpoints.reached("export")
         partial.replace(path)
     except OSError as err:
         partial.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 from ray.tune.search import Searcher
 
+from search import failpoints, heartbeat, reaper
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
@@ -39,6 +40,8 @@ MAX_PROPOSALS = 200
 # Duplicates in a row before the searcher proposes an untried configuration itself: some
 # samplers keep proposing the point they believe best once they have it.
 TAKE_OVER_AFTER = 3
+SHARED_MARK = ".written-by-driver"  # in the weights directory: proves a node shares it
+IDLE_POLL = 1.0  # seconds between looks at the study while this driver waits on others
 
 
 def run_trial(
@@ -48,7 +51,19 @@ def run_trial(
     resources = tune.get_context().get_trial_resources().required_resources
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
-    tune.report(train_trial(config, study_config, splits, study_name, device, threads))
+    where = {
+        "node": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+    }
+    shared = Path(study_config.weights_dir) / study_name
+    if not (shared / SHARED_MARK).is_file():  # checked before hours of training
+        reason = (
+            f"the weights directory {shared} is not shared with node {where['node_ip']}: on a "
+            "cluster it must be one directory every node mounts at the same path"
+        )
+        tune.report({"failure": studies.ERROR, "reason": reason, **where})
+        return
+    tune.report({**train_trial(config, study_config, splits, study_name, device, threads), **where})
 
 
 def train_trial(
@@ -85,6 +100,10 @@ def train_trial(
     }
 
 
+class LastSlotTaken(Exception):
+    """Another driver asked for the study's last trial at the same moment, and won."""
+
+
 class StudySearcher(Searcher):
     """A Ray Tune searcher that proposes from, and records into, an Optuna study.
 
@@ -115,17 +134,29 @@ class StudySearcher(Searcher):
         self.fallback = optuna.samplers.RandomSampler(seed=config.seed)
         self.repeats = 0  # duplicate proposals in a row
         self.stopped = False
+        self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if time.monotonic() < self.idle_until:
+            return None
         for _ in range(MAX_PROPOSALS):
             if self.stopped:
                 break
             trials = self.study.get_trials(deepcopy=False)
             done = sum(studies.counted(t) for t in trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
+            now, grace = time.time(), self.config.grace_period
+            running = sum(  # without a recent heartbeat a trial is not running: its driver died
+                t.state == TrialState.RUNNING and not heartbeat.is_stale(t, grace, now)
+                for t in trials
+            )
             waiting = any(t.state == TrialState.WAITING for t in trials)
             if done + running >= self.config.trials or (self.config.design and not waiting):
-                break  # a designed study trains its queued trials, nothing the sampler proposes
+                # A designed study trains its queued trials, nothing the sampler proposes.
+                if running and done < self.config.trials:
+                    # Trials still run, here or under other drivers; if one of those dies,
+                    # its trials come back (`fail_orphans`) and this driver takes them over.
+                    return self._idle()
+                break
             known = studies.known_configurations(trials, self.config)
             untried = None if waiting else self._untried(trials, known)  # queued trials first
             if untried == []:
@@ -134,7 +165,10 @@ class StudySearcher(Searcher):
                     f"the search stops at {done + running} of {self.config.trials} trials"
                 )
                 break
-            proposal = self._propose(trial_id, known, untried)
+            try:
+                proposal = self._propose(trial_id, known, untried)
+            except LastSlotTaken:
+                return self._idle()
             if proposal is not None:
                 return proposal
         else:
@@ -179,7 +213,12 @@ class StudySearcher(Searcher):
         """One proposal: the configuration to train, or None when it was recorded untrained
         (a duplicate, over the budget, or impossible to build)."""
         trial = self._ask(untried)
+        grace = self.config.grace_period
+        if studies.over_target(self.study, trial.number, self.config.trials, grace):
+            studies.give_back(self.study, trial.number)
+            raise LastSlotTaken
         trial.set_user_attr("driver", self.driver)
+        heartbeat.stamp(self.study._storage, [trial._trial_id])
         if "seed" not in trial.user_attrs:
             trial.set_user_attr("seed", self.config.seed)
         seed = trial.user_attrs["seed"]
@@ -226,6 +265,10 @@ class StudySearcher(Searcher):
         else:
             self._reject(trial.number, studies.DUPLICATE, f"{same}, which is running")
 
+    def _idle(self) -> None:
+        """Nothing to start now: look again in `IDLE_POLL` seconds, not at every Tune step."""
+        self.idle_until = time.monotonic() + IDLE_POLL
+
     def _stop(self, message: str) -> None:
         if not self.stopped:
             self.stopped = True
@@ -237,8 +280,21 @@ class StudySearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
-        if error:
-            studies.fail(self.study, trial.number, studies.ERROR, "the trial's Ray worker failed")
+        try:
+            self._record(trial, result, error)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
+            self.on_update(f"trial {trial.number}: already recorded as interrupted, result dropped")
+            return
+        self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
+
+    def _record(self, trial: optuna.Trial, result: dict[str, Any] | None, error: bool) -> None:
+        for key in studies.WHERE_ATTRS:
+            if result and key in result:
+                trial.set_user_attr(key, result[key])
+        if error:  # Tune already started it once more: a worker or node died twice
+            studies.fail(
+                self.study, trial.number, studies.ERROR, "its Ray worker or node died, twice"
+            )
         elif result is None or "failure" not in result:
             studies.fail(
                 self.study, trial.number, studies.INTERRUPTED, "stopped before it finished"
@@ -249,7 +305,11 @@ class StudySearcher(Searcher):
             for key in studies.RESULT_ATTRS:
                 trial.set_user_attr(key, result[key])
             self.study.tell(trial, [result[o] for o in self.space.objectives])
-        self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
+            failpoints.reached("told")
+
+    def live_ids(self) -> list[int]:
+        """Storage ids of the trials this driver runs now, for the heartbeat thread."""
+        return [t._trial_id for t in list(self.live.values())]
 
     def interrupted(self) -> int:
         """Record every trial still running as interrupted; returns how many."""
@@ -279,21 +339,27 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def start_ray(address: str | None) -> None:
-    """Join the cluster at `address`, or start Ray on this machine with all its cores."""
+    """Join the cluster at `address`, or start Ray on this machine with all its cores,
+    listening on loopback only (see `search.cli.LOOPBACK_ENV`)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
         return
+    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
+    if address is None:
+        reaper.guard()  # the Ray started here ends with this process, however it ends
     try:
         if address not in (None, "auto", "local"):
             _check_reachable(address.removeprefix("ray://"))
         ray.init(
             address=address,
+            **local,
             include_dashboard=False,
             logging_level=logging.ERROR,
             log_to_driver=False,
             configure_logging=True,
         )
+        failpoints.reached("ray")
     except (OSError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(
@@ -317,6 +383,9 @@ def run_study(
 ) -> int:
     """Run trials until the study reaches its target; returns how many were interrupted."""
     start_ray(address)
+    mark = Path(config.weights_dir) / study.study_name / SHARED_MARK
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(studies.driver_id())
     cpus = ray.cluster_resources().get("CPU", 1)
     cpus_per_trial = max(1, int(cpus // parallel)) if gpus_per_trial == 0 else 1
     searcher = StudySearcher(
@@ -337,8 +406,27 @@ def run_study(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str((runs_dir / "ray").resolve()),
             verbose=0,
+            # A trial whose worker or node dies is started once more, elsewhere if need be.
+            failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: record what was running, below
+    grace = config.grace_period
+
+    def take_over() -> None:
+        """Trials of a driver that stopped beating: interrupted, and queued to train again."""
+        orphans = studies.fail_orphans(study, grace)
+        if orphans:
+            requeued = studies.requeue_interrupted(study)
+            on_update(f"{orphans} trial(s) of a dead driver interrupted, {requeued} queued again")
+
+    beat = heartbeat.Heartbeat(study._storage, grace, searcher.live_ids, take_over)
+    with beat, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: record what was running
         tuner.fit()
     return searcher.interrupted()
+
+
+def stop_ray() -> None:
+    """Leave no Ray process behind: stops a Ray this process started, or disconnects from
+    a cluster it joined (which keeps running)."""
+    if ray.is_initialized():
+        ray.shutdown()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import warnings
+import zlib
 from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -19,10 +21,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import heartbeat
 from search.errors import UsageError, mask_url
 from spaces import Space, check_name, parse
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
+STORAGE_ENV = "SEARCH_STORAGE"  # keeps a password out of shell history and process lists
 
 # Why a trial failed, in its `failure` user attribute. Only trials that trained (or could
 # not be built) count towards the study's trial target; interrupted ones are queued again,
@@ -50,6 +54,8 @@ RESULT_ATTRS = (
     "device",
     "threads",
 )
+# The Ray node that ran a trial, recorded for failures too.
+WHERE_ATTRS = ("node", "node_ip")
 # Configurations a finite space may have for the searcher to list them all.
 MAX_LISTED = 4096
 
@@ -60,8 +66,9 @@ def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.Bas
     The default, an SQLite file under runs/, is the only location created here; a
     storage the user names must already be reachable. With `create=False` (commands that
     only read) a missing SQLite or journal file is an error, never created. Messages show
-    the URL with its password masked.
+    the URL with its password masked. Without a URL, $SEARCH_STORAGE names it.
     """
+    url = url or os.environ.get(STORAGE_ENV) or None
     if url is None:
         if create:
             Path("runs").mkdir(exist_ok=True)
@@ -73,6 +80,8 @@ def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.Bas
             "(name the storage of your studies with --storage)"
         )
     try:
+        if not create and not _holds_studies(url):
+            raise ValueError("it holds no studies")
         if "://" in url:
             return optuna.storages.RDBStorage(url)
         path = Path(url)
@@ -93,6 +102,21 @@ def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.Bas
         ) from None
 
 
+def _holds_studies(url: str) -> bool:
+    """Whether the storage exists and has Optuna's tables, looked at without writing."""
+    if "://" not in url:
+        return Path(url).is_file()
+    import sqlalchemy
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False  # connecting would create the file
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """What a study was started with, stored in its user attributes."""
@@ -107,6 +131,7 @@ class StudyConfig:
     # configuration. None for a `search run` study, whose sampler proposes every trial.
     design: str | None = None
     seeds: int = 1
+    grace_period: float = heartbeat.DEFAULT_GRACE  # seconds without a heartbeat: dead
 
     def space(self) -> Space:
         """The study's space, with the epoch override applied."""
@@ -127,6 +152,13 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def joining_seed(config: StudyConfig) -> int:
+    """The sampler seed of a driver that continues a study, or joins one other drivers work
+    on: drawn from its driver id, so that drivers started alike do not all propose the same
+    configurations. Only the driver that creates the study samples with the study's seed."""
+    return config.seed + zlib.crc32(driver_id().encode())
+
+
 def find_study(storage: optuna.storages.BaseStorage, name: str) -> bool:
     return any(s.study_name == name for s in optuna.get_all_study_summaries(storage))
 
@@ -143,42 +175,76 @@ def create_or_load(
     """Continue the study `name`, or create it with `queue`'s (parameters, user attributes)
     trials queued first (by default the baseline) and `attrs` among its user attributes."""
     sampler = make_sampler(space.sampler, config.seed)
-    if find_study(storage, name):
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        stored = load_config(study)
-        differs = [
-            what
-            for what, ours, theirs in (
-                ("space", config.space_source, stored.space_source),
-                ("seed", config.seed, stored.seed),
-                ("epochs", config.epochs, stored.epochs),
-                ("design", config.design, stored.design),
-                ("seeds", config.seeds, stored.seeds),
-            )
-            if ours != theirs
-        ]
-        if differs:
-            raise UsageError(
-                f"study {name!r} was started with another {' and '.join(differs)}; continue it "
-                f"with `search resume {name}`, or give a new --study name"
-            )
-        return study
+    if not find_study(storage, name):
+        try:
+            return _create(storage, name, space, config, sampler, queue=queue, attrs=attrs)
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another driver created it a moment ago: join theirs
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(space.sampler, joining_seed(config))
+    )
+    stored = _wait_for_config(study)
+    differs = [
+        what
+        for what, ours, theirs in (
+            ("space", config.space_source, stored.space_source),
+            ("seed", config.seed, stored.seed),
+            ("epochs", config.epochs, stored.epochs),
+            ("design", config.design, stored.design),
+            ("seeds", config.seeds, stored.seeds),
+        )
+        if ours != theirs
+    ]
+    if differs:
+        raise UsageError(
+            f"study {name!r} was started with another {' and '.join(differs)}; continue it "
+            f"with `search resume {name}`, or give a new --study name"
+        )
+    return study
+
+
+def _create(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    space: Space,
+    config: StudyConfig,
+    sampler: optuna.samplers.BaseSampler,
+    *,
+    queue: list[tuple[dict[str, Any], dict[str, Any]]] | None,
+    attrs: dict[str, Any] | None,
+) -> optuna.Study:
+    """A new study with its queue first. A driver that joins at the same moment waits for
+    the required settings, so the queue and the optional settings are written before them."""
     study = optuna.create_study(
         study_name=name, storage=storage, directions=space.directions, sampler=sampler
     )
-    for key, value in {**vars(config), **(attrs or {})}.items():
-        study.set_user_attr(key, value)
-    study.set_user_attr("objectives", list(space.objectives))
-    with warnings.catch_warnings():  # experimental in Optuna, and what optuna-dashboard reads
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(space.objectives))
     if queue is None and (
         space.baseline or any(c.switch == "search" for c in space.techniques.values())
     ):
         queue = [(space.baseline_params(), {"baseline": True, "seed": config.seed})]
     for params, user_attrs in queue or ():
         study.enqueue_trial(params, user_attrs=user_attrs)
+    study.set_user_attr("objectives", list(space.objectives))
+    with warnings.catch_warnings():  # experimental in Optuna, and what optuna-dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(space.objectives))
+    settings = {**vars(config), **(attrs or {})}
+    for key, value in sorted(settings.items(), key=lambda kv: kv[0] in _required()):
+        study.set_user_attr(key, value)
     return study
+
+
+def _required() -> set[str]:
+    return {f.name for f in fields(StudyConfig) if f.default is MISSING}
+
+
+def _wait_for_config(study: optuna.Study, timeout: float = 30.0) -> StudyConfig:
+    """The study's settings; a study created a moment ago by another driver gets `timeout`
+    seconds to have them written."""
+    deadline = time.monotonic() + timeout
+    while not _required() <= study.user_attrs.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return load_config(study)
 
 
 def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
@@ -191,7 +257,9 @@ def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     study = optuna.load_study(study_name=name, storage=storage)
     config = load_config(study)
     return optuna.load_study(
-        study_name=name, storage=storage, sampler=make_sampler(config.space().sampler, config.seed)
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(config.space().sampler, joining_seed(config)),
     )
 
 
@@ -334,13 +402,39 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return len(pending)
 
 
-def progress(study: optuna.Study) -> tuple[int, int]:
-    """(trials counted towards the target, trials running now anywhere)."""
+def progress(study: optuna.Study, grace: float = heartbeat.DEFAULT_GRACE) -> tuple[int, int]:
+    """(trials counted towards the target, trials running now anywhere). A running trial
+    without a heartbeat for `grace` seconds is not running: its driver is dead or hung."""
     trials = study.get_trials(deepcopy=False)
+    now = time.time()
     return (
         sum(counted(t) for t in trials),
-        sum(t.state == TrialState.RUNNING for t in trials),
+        sum(
+            t.state == TrialState.RUNNING and not heartbeat.is_stale(t, grace, now) for t in trials
+        ),
     )
+
+
+def over_target(study: optuna.Study, number: int, target: int, grace: float) -> bool:
+    """Whether trial `number`, asked a moment ago, would take the study past its target.
+    Two drivers that ask at once both see both trials (numbers are given out in order, under
+    a lock), so both agree that the later number is the one too many."""
+    trials = study.get_trials(deepcopy=False)
+    now = time.time()
+    ahead = sum(
+        t.state == TrialState.RUNNING
+        and t.number < number
+        and not heartbeat.is_stale(t, grace, now)
+        for t in trials
+    )
+    return sum(counted(t) for t in trials) + ahead >= target
+
+
+def give_back(study: optuna.Study, number: int) -> None:
+    """Return a trial asked for but not started to the queue, for whichever driver asks next."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage.set_trial_state_values(trial_id, TrialState.WAITING)
 
 
 def driver_id() -> str:
@@ -360,23 +454,35 @@ def _alive(driver: str) -> bool:
     return True
 
 
-def fail_orphans(study: optuna.Study) -> int:
-    """Record as interrupted the running trials whose driver on this machine has died
-    (a crash or a kill), so they are retried; trials of live drivers are left alone."""
+def fail_orphans(study: optuna.Study, grace: float = heartbeat.DEFAULT_GRACE) -> int:
+    """Record as interrupted the running trials whose driver has died, so they are retried:
+    at once for a driver on this machine whose process is gone, after `grace` seconds
+    without a heartbeat for a driver anywhere. Trials of live drivers are left alone."""
+    now = time.time()
     orphans = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        (t, "its search process ended before it finished")
         if not _alive(t.user_attrs.get("driver", ""))
+        else (t, f"its search process on {_host(t)} sent no heartbeat for {grace:.0f}s")
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not _alive(t.user_attrs.get("driver", "")) or heartbeat.is_stale(t, grace, now)
     ]
-    for trial in orphans:
-        fail(study, trial.number, INTERRUPTED, "its search process ended before it finished")
+    for trial, reason in orphans:
+        fail(study, trial.number, INTERRUPTED, reason)
     return len(orphans)
 
 
+def _host(trial: FrozenTrial) -> str:
+    return trial.user_attrs.get("driver", "?:").rpartition(":")[0] or "?"
+
+
 def fail(study: optuna.Study, number: int, failure: str, reason: str) -> None:
-    """Record trial `number` as FAIL, with why, so the export shows it."""
+    """Record trial `number` as FAIL, with why, so the export shows it. A trial another
+    driver finished meanwhile keeps its record."""
     storage = study._storage  # Optuna exposes no public setter for another process's trial
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    storage.set_trial_user_attr(trial_id, "failure", failure)
-    storage.set_trial_user_attr(trial_id, "reason", reason)
-    study.tell(number, state=TrialState.FAIL)
+    try:
+        storage.set_trial_user_attr(trial_id, "failure", failure)
+        storage.set_trial_user_attr(trial_id, "reason", reason)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)

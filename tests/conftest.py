@@ -27,3 +27,27 @@ def run_search(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Comple
 def search(tmp_path: Path):
     """Call `search` from an empty working directory (its default runs/ goes there)."""
     return lambda *args, **kw: run_search(*args, cwd=tmp_path, **kw)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server for the session (see tests/pg_server.py)."""
+    import pg_server
+
+    bin_dir = pg_server.find_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL binaries (initdb, pg_ctl) not installed; apt-get install postgresql"
+        )
+    pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
+    server = pg_server.Server(bin_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh database on the private server, as a SQLAlchemy URL with its password."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return postgres_server.create_database(name)
