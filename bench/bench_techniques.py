@@ -1,4 +1,4 @@
-"""What each technique costs on the preset baselines, and 3x3 against depthwise at equal size.
+"""What each technique costs on the preset baselines.
 
 Table 1: training images/s of `trainer.train` on the baseline (depthwise + GAP, fitted to
 the preset budget) and on the baseline plus each training technique (default
@@ -6,8 +6,8 @@ hyperparameters) and each remaining architecture technique (re-fitted to the bud
 forward FLOPs. Expected: SAM about 2x the time; mixup, cutout, label smoothing under 10%;
 BlurPool and SE about what their FLOPs say.
 
-Table 2: batch-1 latency (threads=1) of each baseline with plain 3x3 convolutions against
-depthwise-separable ones, both fitted to the same parameter budget.
+Batch-1 latency of 3x3 against depthwise at equal parameters, over several budgets, is
+bench/bench_speed.py.
 
     python bench/bench_techniques.py [--quick] [--repeats 3]
 """
@@ -15,9 +15,7 @@ depthwise-separable ones, both fitted to the same parameter budget.
 from __future__ import annotations
 
 import argparse
-import statistics
 
-import torch
 from common import (
     PRESETS,
     Baseline,
@@ -31,7 +29,7 @@ from common import (
     trainer_rate,
 )
 
-from trainer.measure import count_params, measure_latency
+from trainer.measure import count_params
 from trainer.models.net import Net
 from trainer.spec import TrialSpec
 from trainer.techniques import REGISTRY
@@ -72,37 +70,6 @@ def cost_table(base: Baseline, images: int, repeats: int) -> list[list[object]]:
     return rows
 
 
-def latency_rows(base: Baseline, repeats: int, runs: int) -> list[list[object]]:
-    """3x3 vs depthwise at the same budget: latency medians over interleaved repeats."""
-    torch.set_num_threads(1)
-    kinds = {"3x3": base.variant(drop=["depthwise"]), "depthwise-separable": base.spec}
-    models = {}
-    for name, spec in kinds.items():
-        torch.manual_seed(0)
-        models[name] = Net(base.arch(spec), base.in_shape, base.splits.num_classes)
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
-    for _ in range(repeats):
-        for name, model in models.items():
-            lat = measure_latency(model, base.in_shape, warmup=20, runs=runs)
-            samples[name].append((lat.median_ms, lat.iqr_ms))
-    rows: list[list[object]] = []
-    for name, model in models.items():
-        medians = [m for m, _ in samples[name]]
-        iqrs = [q for _, q in samples[name]]
-        arch = base.arch(kinds[name])
-        rows.append(
-            [
-                base.label,
-                name,
-                count_params(model),
-                flops_of(arch, base.in_shape) / 1e6,
-                statistics.median(medians),
-                statistics.median(iqrs),
-            ]
-        )
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small subsets, one repeat")
@@ -112,10 +79,8 @@ def main() -> None:
     sizes = {"mnist_budget_1_5k": 5120, "cifar_budget_140k": 1024}
     if args.quick:
         sizes = {k: v // 4 for k, v in sizes.items()}
-    runs = 50 if args.quick else 300
 
     print(f"machine: {machine()}\nload before: {load_average()}\n")
-    latency: list[list[object]] = []
     for preset in PRESETS:
         base = load_baseline(preset)
         rows = cost_table(base, sizes[preset], repeats)
@@ -125,11 +90,6 @@ def main() -> None:
         )
         headers = ["variant", "params", "MFLOPs", "FLOPs x", "images/s", "time x"]
         print(table(headers, rows) + "\n", flush=True)
-        latency += latency_rows(base, repeats, runs)
-
-    print(f"### Batch-1 latency, threads=1, median of {repeats} x {runs} runs\n")
-    headers = ["baseline", "convs", "params", "MFLOPs", "latency ms", "IQR ms"]
-    print(table(headers, latency))
     print(f"\nload after: {load_average()}")
 
 

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ DATA_DIR = Path(
 )
 # The two baseline families, by preset, with the name the tables print.
 PRESETS = {"mnist_budget_1_5k": "MNIST ~1.5K", "cifar_budget_140k": "CIFAR-10 ~140K"}
+
+K = TypeVar("K")  # what a measure is keyed by: a name, or a tuple
 
 
 @dataclass(frozen=True)
@@ -91,18 +94,26 @@ def flops_of(arch: ArchSpec, in_shape: tuple[int, int, int], num_classes: int = 
     return count_flops(meta_model(arch, in_shape, num_classes), in_shape)
 
 
-def interleaved_medians(
-    measures: dict[str, Callable[[], float]], repeats: int, warmup: bool = True
-) -> dict[str, float]:
-    """Median of `repeats` calls of each measure, called round-robin after one warm-up round,
-    so load drift hits every variant alike."""
+def interleaved_samples(
+    measures: dict[K, Callable[[], float]], repeats: int, warmup: bool = True
+) -> dict[K, list[float]]:
+    """`repeats` calls of each measure, called round-robin after one warm-up round, so load
+    drift hits every variant alike."""
     if warmup:
         for measure in measures.values():
             measure()
-    samples: dict[str, list[float]] = {name: [] for name in measures}
+    samples: dict[K, list[float]] = {name: [] for name in measures}
     for _ in range(repeats):
         for name, measure in measures.items():
             samples[name].append(measure())
+    return samples
+
+
+def interleaved_medians(
+    measures: dict[K, Callable[[], float]], repeats: int, warmup: bool = True
+) -> dict[K, float]:
+    """The median of each measure's interleaved samples (see `interleaved_samples`)."""
+    samples = interleaved_samples(measures, repeats, warmup)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

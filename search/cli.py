@@ -327,7 +327,9 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     for name in preset_names():
-        print(f"{name:24} {load(name).description}")
+        space = load(name)
+        version = f"v{space.protocol.version}" if space.protocol else "-"
+        print(f"{name:24} {version:4} {space.description}")
     return 0
 
 

@@ -136,7 +136,7 @@ class StudyConfig:
     def space(self) -> Space:
         """The study's space, with the epoch override applied."""
         # Studies stored before spaces kept their name have none: "space" stands in.
-        space = parse({"name": "space", **self.space_source}, "<stored space>")
+        space = parse({"name": "space", **self.space_source}, "<stored space>", stored=True)
         if self.epochs is None:
             return space
         return replace(space, train=replace(space.train, epochs=self.epochs))

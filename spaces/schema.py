@@ -22,6 +22,7 @@ from spaces.space import (
     SWITCHES,
     DataChoice,
     HyperRange,
+    Protocol,
     Space,
     TechniqueChoice,
 )
@@ -261,6 +262,22 @@ def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
     return tuple(stages)
 
 
+def _protocol(top: _Reader) -> Protocol | None:
+    """`protocol: {version, expected: {epochs, accuracy, tolerance}}`, or None if absent."""
+    if "protocol" not in top.raw:
+        return None
+    protocol = top.section("protocol")
+    protocol.only("version", "expected")
+    expected = protocol.section("expected")
+    expected.only("epochs", "accuracy", "tolerance")
+    return Protocol(
+        version=protocol.get("version", int, low=1, high=1000),
+        epochs=expected.get("epochs", int, low=1, high=10_000),
+        accuracy=expected.get("accuracy", (int, float), low=0.0, high=1.0),
+        tolerance=expected.get("tolerance", (int, float), low=0.0, high=0.5),
+    )
+
+
 def _names(reader: _Reader, key: str, default: list[str], accepted: list[str]) -> list[str]:
     """A list of distinct names, each among `accepted`."""
     value = reader.get(key, list, default)
@@ -304,10 +321,24 @@ def _default_objectives(budgets: tuple[int, ...], policy: str) -> list[str]:
     return ["accuracy", "params", "latency_ms"]
 
 
-def parse(raw: Any, where: str = "<space>") -> Space:
-    """Validate a loaded preset mapping into a `Space`."""
+def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
+    """Validate a loaded preset mapping into a `Space`.
+
+    `stored`: the space a study recorded when it was created. It is read as recorded, so
+    advice added since (no 'params' objective under `scale`) cannot make an existing study
+    unreadable, unresumable or unreportable."""
     top = _Reader(raw, where, "")
-    top.only("name", "description", "data", "model", "budget", "train", "search", "techniques")
+    top.only(
+        "name",
+        "description",
+        "protocol",
+        "data",
+        "model",
+        "budget",
+        "train",
+        "search",
+        "techniques",
+    )
 
     data = top.section("data")
     data.only("dataset", "val_fraction", "resize")
@@ -359,7 +390,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
     objectives = _names(search, "objectives", default, list(OBJECTIVES))
     if not objectives:
         raise search.fail("objectives", objectives, f"distinct names among {', '.join(OBJECTIVES)}")
-    if "params" in objectives and budgets and policy == "scale":
+    if "params" in objectives and budgets and policy == "scale" and not stored:
         raise search.fail(
             "objectives",
             objectives,
@@ -403,6 +434,7 @@ def parse(raw: Any, where: str = "<space>") -> Space:
         sampler=search.get("sampler", str, "tpe", choices=SAMPLERS),
         objectives=tuple(objectives),
         baseline=tuple(baseline),
+        protocol=_protocol(top),
         source={**raw, "name": name},  # a stored space keeps the name its file gave it
     )
     return space

@@ -120,6 +120,22 @@ class DataChoice:
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """A preset's recipe version and what its baseline is expected to reach with it.
+
+    The baseline (seed 0, validation split of study seed 0) trained for `epochs` should reach
+    validation accuracy `accuracy` within `tolerance`. A slow test checks it, so a change that
+    moves a preset's accuracy fails until the expectation is re-measured and `version` bumped;
+    a stored study's space records the version it ran under.
+    """
+
+    version: int
+    epochs: int
+    accuracy: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class Space:
     """A validated preset. Build one with `spaces.load`."""
 
@@ -138,6 +154,7 @@ class Space:
     objectives: tuple[str, ...] = ("accuracy", "params", "latency_ms")
     # Techniques on in the reference configuration the study trains first; the others off.
     baseline: tuple[str, ...] = ()
+    protocol: Protocol | None = None
     source: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -12,7 +12,8 @@ import pytest
 from optuna.trial import TrialState
 from test_report import check_figures, table_rows
 
-from search import ablate
+from search import ablate, export
+from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig, load_config
 from spaces import load, parse, preset_names
@@ -154,6 +155,27 @@ def test_load_config_reads_a_study_stored_before_designs() -> None:
     study.set_user_attr("trials", 3)
     with pytest.raises(UsageError, match="not created by this tool"):
         load_config(study)
+
+
+def test_a_designed_study_with_queued_trials_exports_its_queue(tmp_path: Path) -> None:
+    """An interrupted (or running) ablation still holds queued trials without parameters."""
+    space = load("quickstart")
+    design = ablate.make(space, "paper")
+    config = StudyConfig(
+        space_source=space.source,
+        trials=len(design.configs),
+        seed=0,
+        data_dir=None,
+        epochs=1,
+        weights_dir=str(tmp_path),
+        design="paper",
+        seeds=1,
+    )
+    storage = studies.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = studies.create_or_load(storage, "q", space, config, queue=design.queue(space, [0]))
+    rows = export.rows(study, load_config(study), only_pareto=False)
+    assert [r["state"] for r in rows] == ["WAITING"] * len(design.configs)
+    assert [r["config"] for r in rows] == [c.label for c in design.configs]
 
 
 NO_SWITCH = """name: fixed

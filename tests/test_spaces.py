@@ -9,6 +9,7 @@ import optuna
 import pytest
 import yaml
 
+from search.study import StudyConfig
 from spaces import SpaceError, load, parse, preset_names
 from trainer.techniques import REGISTRY
 
@@ -62,6 +63,10 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         ({"model__stages": []}, "model.stages = []: expected a list of 1 to 32"),
         ({"search__objectives": ["accuracy", "speed"]}, "distinct names among accuracy"),
         ({"search__baseline": ["swa"]}, "search.baseline"),
+        ({"protocol__version": 0}, "protocol.version = 0: expected a value in [1, 1000]"),
+        ({"protocol__expected__accuracy": 98.5}, "protocol.expected.accuracy = 98.5"),
+        ({"protocol__expected__epochs": None}, "missing key 'protocol.expected.epochs'"),
+        ({"protocol__expected__seed": 1}, "unknown key(s) 'seed' in protocol.expected"),
     ],
 )
 def test_bad_declarations_name_the_key_and_what_is_accepted(changes: dict, message: str) -> None:
@@ -181,3 +186,19 @@ def test_on_ranges_mean_on_in_every_preset() -> None:
             assert space.techniques["cutout"].hypers["p"].fixed == 1.0  # DeVries & Taylor
         if "label_smoothing" in space.techniques:
             assert space.techniques["label_smoothing"].hypers["eps"].low >= 0.05
+
+
+def test_a_study_stored_before_the_objectives_advice_still_reads() -> None:
+    """Presets asked for a 'params' objective under `scale` until the advice against it; the
+    studies they created hold that space and must stay readable, resumable and reportable."""
+    mnist = load("mnist_budget_1_5k").source
+    old = {
+        **mnist,
+        "search": {**mnist["search"], "objectives": ["accuracy", "params", "latency_ms"]},
+    }
+    with pytest.raises(SpaceError, match=r"no 'params' under budget\.policy scale"):
+        parse(old, "new.yaml")
+    config = StudyConfig(
+        space_source=old, trials=1, seed=0, data_dir=None, epochs=2, weights_dir="w"
+    )
+    assert config.space().objectives == ("accuracy", "params", "latency_ms")

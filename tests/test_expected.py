@@ -1,0 +1,54 @@
+"""Every shipped preset's baseline reaches the accuracy its protocol states.
+
+A preset declares `protocol: {version, expected: {epochs, accuracy, tolerance}}`. The
+baseline (seed 0, the validation split of study seed 0) trained for `epochs` must land
+within `tolerance` of `accuracy`, on the real data when it is present. A change to the
+trainer, a technique or a preset that moves the number fails here: re-measure, update
+`expected` and bump `version`, so results recorded under the old version stay comparable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import spaces
+from trainer.data import DataError, load_dataset, make_splits
+from trainer.train import train
+
+
+def data_dir() -> Path:
+    """$ABLATION_DATA_DIR, else the shared data folder next to the checkout."""
+    configured = os.environ.get("ABLATION_DATA_DIR")
+    return (
+        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+
+
+def test_every_shipped_preset_states_its_protocol() -> None:
+    for name in spaces.preset_names():
+        assert spaces.load(name).protocol is not None, f"{name} states no protocol"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", spaces.preset_names())
+def test_baseline_reaches_the_stated_accuracy(preset: str) -> None:
+    space = spaces.load(preset)
+    protocol = space.protocol
+    assert protocol is not None
+    try:
+        data = load_dataset(space.data.dataset, data_dir())
+    except DataError as err:
+        pytest.skip(f"{preset}: {space.data.dataset} not found (set ABLATION_DATA_DIR): {err}")
+    splits = make_splits(data, val_fraction=space.data.val_fraction, seed=0)
+    spec = space.replay(space.baseline_params(), seed=0)
+    spec = replace(spec, train=replace(spec.train, epochs=protocol.epochs))
+    accuracy = train(spec, splits, threads=1, latency_runs=2).accuracy
+    assert abs(accuracy - protocol.accuracy) <= protocol.tolerance, (
+        f"{preset} protocol v{protocol.version}: the baseline reached {accuracy:.4f} after "
+        f"{protocol.epochs} epochs, expected {protocol.accuracy} ± {protocol.tolerance}. If the "
+        "change is meant, re-measure, update protocol.expected and bump protocol.version."
+    )
