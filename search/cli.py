@@ -24,6 +24,7 @@ from search import study as studies
 from search.errors import UsageError, mask_url
 from search.study import StudyConfig
 from spaces import Space, SpaceError, check_budget, check_build, check_name, load, preset_names
+from spaces.space import PRUNERS
 from trainer.data import DataError, Splits, load_dataset, make_splits
 from trainer.techniques import REGISTRY, rules
 
@@ -131,14 +132,15 @@ def _run_study(
 
     def on_update(message: str) -> None:
         done, _ = studies.progress(study, config.grace_period)
-        failed = sum(
-            t.state.name == "FAIL" and studies.counted(t) for t in study.get_trials(deepcopy=False)
-        )
+        trials = study.get_trials(deepcopy=False)
+        failed = sum(t.state.name == "FAIL" and studies.counted(t) for t in trials)
+        pruned = sum(t.state.name == "PRUNED" for t in trials)
         firsts = [t.values[0] for t in study.best_trials]
         pick = max if space.directions[0] == "maximize" else min
         best = pick(firsts, default=float("nan"))
         print(
-            f"[{done}/{config.trials}] {message} | failed {failed}, best {space.objectives[0]} "
+            f"[{done}/{config.trials}] {message} | failed {failed}, pruned {pruned}, "
+            f"best {space.objectives[0]} "
             f"{best:.4f}, {time.perf_counter() - start:.0f}s",
             flush=True,
         )
@@ -180,7 +182,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         weights_dir=str((RUNS / "weights").resolve()),
         grace_period=args.grace_period,
+        pruner=args.pruner,
     )
+    pruner, epochs = config.space().pruner, config.space().train.epochs
+    if pruner.kind == "asha" and not pruner.rungs(epochs):
+        raise UsageError(
+            f"successive halving needs a rung before the last epoch: min_epochs "
+            f"{pruner.min_epochs} is not below {epochs} epochs; train more epochs or lower "
+            "search.pruner.min_epochs"
+        )
     # Read once, before the storage is touched: bad data costs nothing.
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
@@ -213,6 +223,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         weights_dir=str((RUNS / "weights").resolve()),
         design=design.name,
         seeds=len(seeds),
+        pruner="none",  # a design's comparisons need every configuration trained to the end
     )
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)
@@ -388,6 +399,11 @@ def parser() -> argparse.ArgumentParser:
         default=heartbeat.DEFAULT_GRACE,
         help="seconds without a heartbeat after which a trial's driver counts as dead "
         f"(default {heartbeat.DEFAULT_GRACE:.0f}; kept by the study)",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        help="successive halving (asha) or none (default: the space's search.pruner, else none)",
     )
     _storage_arg(p)
     _runner_args(p)

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from search import failpoints
+from search import failpoints, halving, progress
 from search import study as studies
 from search.errors import UsageError
 from search.latency import ATTR, alone_ms
@@ -39,6 +39,8 @@ MEASURED = (
     "final_loss",
 )
 IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
+# A pruned trial trained only up to its rung: how far, and its validation accuracy there.
+HALVING = (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY)
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
@@ -67,7 +69,7 @@ def trial_row(
         "device": trial.user_attrs.get("device"),
         "threads": trial.user_attrs.get("threads"),
         **{k: trial.user_attrs.get(k) for k in studies.WHERE_ATTRS},
-        **{k: trial.user_attrs.get(k) for k in IDENTITY},
+        **{k: trial.user_attrs.get(k) for k in IDENTITY + HALVING},
         "seed": seed,  # the training seed
         "failure": trial.user_attrs.get("failure"),
         "reason": trial.user_attrs.get("reason"),
@@ -150,7 +152,6 @@ def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
             }
         )
     frame = pd.DataFrame(lines).sort_values(objectives[0], ascending=False)
-    for counted in ("params", "budget"):
-        if counted in frame:
-            frame[counted] = frame[counted].astype(int)
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    counts = {c: "{:,}".format for c in progress.COUNTS if c in frame}
+    frame = frame.astype({c: int for c in counts})
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}", formatters=counts)

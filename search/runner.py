@@ -22,9 +22,10 @@ import ray
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search import failpoints, heartbeat, reaper
+from search import failpoints, halving, heartbeat, progress, reaper
 from search import study as studies
 from search.errors import UsageError
 from search.study import StudyConfig
@@ -35,6 +36,7 @@ from trainer.train import Diverged, train
 
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
 SEED_KEY = "optuna_seed"  # the trial's training seed
+EPOCH_KEY = "epoch"  # in a per-epoch report, beside "epoch_accuracy"; absent from the final one
 # Proposals in a row that train nothing (over budget, duplicates) before the search stops.
 MAX_PROPOSALS = 200
 # Duplicates in a row before the searcher proposes an untried configuration itself: some
@@ -63,7 +65,12 @@ def run_trial(
         )
         tune.report({"failure": studies.ERROR, "reason": reason, **where})
         return
-    tune.report({**train_trial(config, study_config, splits, study_name, device, threads), **where})
+
+    def report_epoch(epoch: int, accuracy: float) -> None:  # for halving and progress
+        tune.report({EPOCH_KEY: epoch, "epoch_accuracy": accuracy})
+
+    outcome = train_trial(config, study_config, splits, study_name, device, threads, report_epoch)
+    tune.report({**outcome, **where})
 
 
 def train_trial(
@@ -73,14 +80,16 @@ def train_trial(
     study_name: str,
     device: str,
     threads: int,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the spec from the flat parameters, train, save the weights; returns what
-    the searcher is told: the measurements, or why the trial failed."""
+    """Rebuild the spec from the flat parameters, train (telling `on_epoch` each epoch's
+    validation accuracy), save the weights; returns what the searcher is told: the
+    measurements, or why the trial failed."""
     number = config[TRIAL_KEY]
     params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, SEED_KEY)}
     try:
         spec = study_config.space().replay(params, seed=config[SEED_KEY])
-        result = train(spec, splits, device=device, threads=threads)
+        result = train(spec, splits, device=device, threads=threads, on_epoch=on_epoch)
     except Diverged as err:
         return {"failure": studies.DIVERGED, "reason": str(err)}
     except Exception as err:  # any bug or resource error fails this trial, not the study
@@ -135,6 +144,7 @@ class StudySearcher(Searcher):
         self.repeats = 0  # duplicate proposals in a row
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
+        self.eta = progress.Eta(study, space.train.epochs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if time.monotonic() < self.idle_until:
@@ -259,6 +269,11 @@ class StudySearcher(Searcher):
                     trial.set_user_attr(key, original.user_attrs[key])
             self.study.tell(trial, original.values)
             self.on_update(f"trial {trial.number} is {same}: its result is reused")
+        elif original.state == TrialState.PRUNED:  # halving stopped it: the same, untrained
+            for key in (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY):
+                trial.set_user_attr(key, original.user_attrs[key])
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.on_update(f"trial {trial.number} is {same}, which was pruned")
         elif original.state == TrialState.FAIL:
             reason = original.user_attrs.get("reason", "")
             self._reject(trial.number, studies.DUPLICATE, f"{same}, which failed: {reason}")
@@ -274,12 +289,39 @@ class StudySearcher(Searcher):
             self.stopped = True
             self.on_update(message)
 
+    def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
+        """Record a trial's per-epoch report and show it; returns whether successive halving
+        stopped the trial there (it is then recorded PRUNED)."""
+        trial = self.live.get(trial_id)
+        if trial is None:
+            return False
+        epoch, accuracy = result[EPOCH_KEY], result["epoch_accuracy"]
+        epochs = self.space.train.epochs
+        self.eta.epoch(trial.number, epoch)
+        try:
+            pruned = halving.report(self.study, trial, self.space.pruner, epochs, epoch, accuracy)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
+            del self.live[trial_id]
+            self.on_update(f"trial {trial.number}: already recorded as interrupted, stopped")
+            return True
+        self.on_update(
+            f"trial {trial.number} epoch {epoch}/{epochs}: accuracy {accuracy:.4f}, "
+            f"{progress.duration(result['time_total_s'])} in; study ETA "
+            f"{self.eta.remaining(self.config.trials)}"
+        )
+        if pruned:
+            del self.live[trial_id]
+            self.eta.finished(trial.number)
+            self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
+        return pruned
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         trial = self.live.pop(trial_id, None)
-        if trial is None:
+        if trial is None:  # pruned already, or not ours
             return
+        self.eta.finished(trial.number)
         try:
             self._record(trial, result, error)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
@@ -321,11 +363,34 @@ class StudySearcher(Searcher):
         return count
 
 
+class EpochScheduler(FIFOScheduler):
+    """Hands each per-epoch report to the searcher, which records it in the study and
+    applies successive halving; stops the trials it prunes. Trials run first come, first
+    served, as without a scheduler."""
+
+    def __init__(self, searcher: StudySearcher):
+        super().__init__()
+        self.searcher = searcher
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if EPOCH_KEY in result and self.searcher.on_epoch(trial.trial_id, result):
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+
 def describe(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> str:
     """One progress line for a finished trial, whatever objectives the space declares."""
     if trial.state == optuna.trial.TrialState.COMPLETE:
-        values = ", ".join(f"{o} {v:.4g}" for o, v in zip(objectives, trial.values, strict=True))
+        values = ", ".join(
+            f"{o} {progress.value(o, v)}" for o, v in zip(objectives, trial.values, strict=True)
+        )
         return f"trial {trial.number} done: {values}"
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        attrs = trial.user_attrs
+        return (
+            f"trial {trial.number} pruned after epoch {attrs[halving.PRUNED_EPOCH]}: accuracy "
+            f"{attrs[halving.PARTIAL_ACCURACY]:.4f} was below its rung's top"
+        )
     return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('reason', '')}"
 
 
@@ -400,7 +465,10 @@ def run_study(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=-1, max_concurrent_trials=parallel
+            search_alg=searcher,
+            scheduler=EpochScheduler(searcher),
+            num_samples=-1,
+            max_concurrent_trials=parallel,
         ),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",

@@ -29,8 +29,8 @@ DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 STORAGE_ENV = "SEARCH_STORAGE"  # keeps a password out of shell history and process lists
 
 # Why a trial failed, in its `failure` user attribute. Only trials that trained (or could
-# not be built) count towards the study's trial target; interrupted ones are queued again,
-# and a duplicate reuses another trial's outcome.
+# not be built) count towards the study's trial target, a pruned one too; interrupted ones
+# are queued again, and a duplicate reuses another trial's outcome.
 ERROR, DIVERGED, OVER_BUDGET, INTERRUPTED = "error", "diverged", "over_budget", "interrupted"
 DUPLICATE = "duplicate"
 COUNTED_FAILURES = (ERROR, DIVERGED)
@@ -132,14 +132,19 @@ class StudyConfig:
     design: str | None = None
     seeds: int = 1
     grace_period: float = heartbeat.DEFAULT_GRACE  # seconds without a heartbeat: dead
+    # `--pruner`: successive halving on or off whatever the space's `search.pruner` says
+    # (its min_epochs and reduction still apply). None: as the space says.
+    pruner: str | None = None
 
     def space(self) -> Space:
-        """The study's space, with the epoch override applied."""
+        """The study's space, with the epoch and pruner overrides applied."""
         # Studies stored before spaces kept their name have none: "space" stands in.
         space = parse({"name": "space", **self.space_source}, "<stored space>", stored=True)
-        if self.epochs is None:
-            return space
-        return replace(space, train=replace(space.train, epochs=self.epochs))
+        if self.epochs is not None:
+            space = replace(space, train=replace(space.train, epochs=self.epochs))
+        if self.pruner is not None:
+            space = replace(space, pruner=replace(space.pruner, kind=self.pruner))
+        return space
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -192,6 +197,7 @@ def create_or_load(
             ("epochs", config.epochs, stored.epochs),
             ("design", config.design, stored.design),
             ("seeds", config.seeds, stored.seeds),
+            ("pruner", config.space().pruner, stored.space().pruner),
         )
         if ours != theirs
     ]
@@ -282,11 +288,12 @@ def load_config(study: optuna.Study) -> StudyConfig:
 
 
 def counted(trial: FrozenTrial) -> bool:
-    """Whether a trial counts towards the target: it trained to the end, or failed doing so.
-    A duplicate trained nothing, whatever outcome it reuses."""
+    """Whether a trial counts towards the target: it trained to the end, was stopped by
+    successive halving, or failed training. A duplicate trained nothing, whatever outcome
+    it reuses."""
     if "duplicate_of" in trial.user_attrs:
         return False
-    return trial.state == TrialState.COMPLETE or (
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         trial.state == TrialState.FAIL and trial.user_attrs.get("failure") in COUNTED_FAILURES
     )
 

@@ -18,11 +18,13 @@ from spaces.errors import SpaceError, show
 from spaces.files import read_file, read_yaml
 from spaces.space import (
     OBJECTIVES,
+    PRUNERS,
     SAMPLERS,
     SWITCHES,
     DataChoice,
     HyperRange,
     Protocol,
+    PrunerChoice,
     Space,
     TechniqueChoice,
 )
@@ -295,6 +297,33 @@ def _dataset(reader: _Reader) -> str:
     return value
 
 
+def _pruner(search: _Reader, epochs: int) -> PrunerChoice:
+    """`search.pruner`: `asha`, `none`, or {kind, min_epochs, reduction}."""
+    value = search.raw.get("pruner", "none")
+    if value is False:  # YAML reads a bare `off` as false
+        value = "none"
+    accepted = f"one of {', '.join(PRUNERS)}, or {{kind: asha, min_epochs: N, reduction: R}}"
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        raise search.fail("pruner", value, accepted)
+    sub = _Reader(value, search.where, f"{search.path}.pruner")
+    sub.only("kind", "min_epochs", "reduction")
+    defaults = PrunerChoice()
+    choice = PrunerChoice(
+        kind=sub.get("kind", str, defaults.kind, choices=PRUNERS),
+        min_epochs=sub.get("min_epochs", int, defaults.min_epochs, low=1, high=10_000),
+        reduction=sub.get("reduction", int, defaults.reduction, low=2, high=100),
+    )
+    if choice.kind == "asha" and not choice.rungs(epochs):
+        raise sub.fail(
+            "min_epochs",
+            choice.min_epochs,
+            f"fewer than train.epochs ({epochs}), so that trials are compared before the end",
+        )
+    return choice
+
+
 def _budgets(budget: _Reader) -> tuple[int, ...]:
     """`budget.params`: one budget, or a list of distinct levels the search chooses among."""
     value = budget.raw.get("params")
@@ -385,7 +414,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     policy = budget.get("policy", str, "scale", choices=POLICIES)
 
     search = top.section("search", required=False)
-    search.only("trials", "sampler", "objectives", "baseline")
+    search.only("trials", "sampler", "objectives", "baseline", "pruner")
     default = _default_objectives(budgets, policy)
     objectives = _names(search, "objectives", default, list(OBJECTIVES))
     if not objectives:
@@ -435,6 +464,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         objectives=tuple(objectives),
         baseline=tuple(baseline),
         protocol=_protocol(top),
+        pruner=_pruner(search, train_spec.epochs),
         source={**raw, "name": name},  # a stored space keeps the name its file gave it
     )
     return space

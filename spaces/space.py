@@ -30,6 +30,7 @@ OBJECTIVES = {
 BUDGET_PARAM = "budget.params"  # the trial parameter of a searched budget level
 SAMPLERS = ("tpe", "nsga2", "random")
 SWITCHES = ("search", "on", "off")
+PRUNERS = ("asha", "none")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,30 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class PrunerChoice:
+    """Successive halving over epochs (asynchronous, ASHA), or none.
+
+    Rungs lie at `min_epochs * reduction**k` epochs before the last. A trial reaching a rung
+    goes on only if its validation accuracy there is among the top 1/`reduction` of the
+    accuracies the study's trials had at that same epoch; otherwise it is pruned.
+    """
+
+    kind: str = "none"
+    min_epochs: int = 1
+    reduction: int = 3  # Hyperband's default; each rung keeps a third
+
+    def rungs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs at which trials of `epochs` epochs are compared (none when off)."""
+        if self.kind != "asha":
+            return ()
+        rungs, rung = [], self.min_epochs
+        while rung < epochs:
+            rungs.append(rung)
+            rung *= self.reduction
+        return tuple(rungs)
+
+
+@dataclass(frozen=True)
 class Space:
     """A validated preset. Build one with `spaces.load`."""
 
@@ -155,6 +180,7 @@ class Space:
     # Techniques on in the reference configuration the study trains first; the others off.
     baseline: tuple[str, ...] = ()
     protocol: Protocol | None = None
+    pruner: PrunerChoice = PrunerChoice()
     source: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -35,7 +35,7 @@ def test_a_budget_below_the_smallest_network_is_refused() -> None:
 def test_reject_policy_refuses_over_budget_and_keeps_the_rest_unscaled() -> None:
     size = params_of(ARCH, *MNIST)
     spec = TrialSpec(arch=ARCH, budget=size - 1, budget_policy="reject")
-    with pytest.raises(BudgetError, match=f"{size} parameters, over the budget of {size - 1}"):
+    with pytest.raises(BudgetError, match=f"{size:,} parameters, over the budget of {size - 1:,}"):
         resolve_arch(spec, *MNIST)
     fit = resolve_arch(TrialSpec(arch=ARCH, budget=size, budget_policy="reject"), *MNIST)
     assert fit.arch == ARCH and fit.params == size

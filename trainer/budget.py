@@ -63,14 +63,15 @@ def fit_to_budget(
     while count(replace(base, width=high)) <= budget:  # grow until the budget is exceeded
         low, high = high, high * 2
         if high > 1024:
-            raise BudgetError(f"the network cannot reach {budget} parameters by widening")
+            raise BudgetError(f"the network cannot reach {budget:,} parameters by widening")
     for _ in range(30):
         mid = (low + high) / 2
         low, high = (mid, high) if count(replace(base, width=mid)) <= budget else (low, mid)
     if low == 0.0:
         smallest = count(replace(base, width=1e-9))
         raise BudgetError(
-            f"even one channel per stage needs {smallest} parameters, over the budget of {budget}"
+            f"even one channel per stage needs {smallest:,} parameters, over the budget of "
+            f"{budget:,}"
         )
     scaled = replace(base, width=low)
     n = len(arch.stages) + 1
@@ -93,7 +94,7 @@ def fit_to_budget(
                 if params >= lower:
                     return best
     raise BudgetError(
-        f"the closest fit has {best.params} parameters, outside [{lower:.0f}, {budget}]"
+        f"the closest fit has {best.params:,} parameters, outside [{lower:,.0f}, {budget:,}]"
     )
 
 
@@ -123,5 +124,5 @@ def resolve_arch(spec: TrialSpec, in_shape: tuple[int, int, int], num_classes: i
         raise ValueError(f"budget policy {spec.budget_policy!r}: expected one of {POLICIES}")
     params = count_params(model)
     if params > spec.budget:
-        raise BudgetError(f"{params} parameters, over the budget of {spec.budget}")
+        raise BudgetError(f"{params:,} parameters, over the budget of {spec.budget:,}")
     return Fit(arch, params)

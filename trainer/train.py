@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -101,8 +102,15 @@ def train(
     device: str | torch.device = "cpu",
     threads: int | None = None,
     latency_runs: int = RUNS,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> Result:
-    """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency."""
+    """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency.
+
+    `on_epoch(epoch, accuracy)`, when given, is called after each epoch (from 1) with the
+    validation accuracy of the model as it trains (before any averaging is finalised); it
+    may raise to end training there. Without it no epoch is evaluated: it costs a pass
+    over the validation split.
+    """
     if threads is not None:
         torch.set_num_threads(threads)
     device = torch.device(device)
@@ -186,6 +194,10 @@ def train(
             raise Diverged(f"training loss became {final_loss} in epoch {epoch + 1}")
         if averager and epoch >= averaging_epoch:
             averager.after_epoch(model)
+        if on_epoch is not None:
+            paused = time.perf_counter()
+            on_epoch(epoch + 1, evaluate(model, val_data))
+            start += time.perf_counter() - paused  # validating and reporting is not training
     if averager:
         model = averager.finalize(model, lambda: train_data.batches(batch_size))
     if device.type == "cuda":

@@ -1,0 +1,311 @@
+"""Successive halving (ASHA) through a real Optuna study in SQLite storage: rungs compare
+validation accuracy at equal epochs, a stopped trial is PRUNED (never COMPLETE, never on
+the Pareto front, its partial accuracy in user attributes only), the baseline is never
+stopped, and a pruned trial counts towards the trial target; and `search run quickstart
+--pruner asha` end to end through real Ray (slow)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import export, halving, progress
+from search import study as studies
+from search.runner import EPOCH_KEY, SEED_KEY, TRIAL_KEY, StudySearcher
+from search.study import StudyConfig
+from spaces import SpaceError, load, parse
+from trainer.data import load_dataset, make_splits
+
+EPOCHS = 12  # rungs at epochs 1, 3 and 9 with min_epochs 1 and reduction 3
+
+
+def asha_source(**pruner: object) -> dict:
+    raw = copy.deepcopy(load("quickstart").source)
+    raw["search"]["pruner"] = pruner or {"kind": "asha", "min_epochs": 1, "reduction": 3}
+    raw["train"]["epochs"] = EPOCHS
+    return raw
+
+
+def new_study(tmp_path: Path, raw: dict, name: str = "s") -> tuple[optuna.Study, StudyConfig]:
+    config = StudyConfig(
+        space_source=raw, trials=20, seed=0, data_dir=None, epochs=None, weights_dir="w"
+    )
+    storage = studies.open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    return studies.create_or_load(storage, name, config.space(), config), config
+
+
+class Driver:
+    """Plays the searcher's part: asks the study for trials and reports their epochs."""
+
+    def __init__(self, study: optuna.Study, config: StudyConfig):
+        self.study, self.space = study, config.space()
+
+    def ask(self) -> optuna.Trial:
+        trial = self.study.ask()
+        self.space.suggest(trial)
+        return trial
+
+    def epochs(self, trial: optuna.Trial, accuracies: list[float], first: int = 1) -> bool:
+        """Report `accuracies` from epoch `first` on; True when the trial was pruned."""
+        for epoch, accuracy in enumerate(accuracies, first):
+            if halving.report(self.study, trial, self.space.pruner, EPOCHS, epoch, accuracy):
+                return True
+        return False
+
+    def finish(self, trial: optuna.Trial, accuracy: float) -> None:
+        values = {"accuracy": accuracy, "params": 1990, "latency_ms": 0.1}
+        self.study.tell(trial, [values[o] for o in self.space.objectives])
+
+
+def test_rungs_lie_at_min_epochs_times_powers_of_the_reduction_before_the_last() -> None:
+    assert parse(asha_source()).pruner.rungs(12) == (1, 3, 9)
+    assert parse(asha_source(kind="asha", min_epochs=2, reduction=2)).pruner.rungs(12) == (
+        2,
+        4,
+        8,
+    )
+    assert parse(asha_source(kind="asha")).pruner.rungs(9) == (1, 3)  # 9 is the last epoch
+    assert parse(asha_source(kind="none")).pruner.rungs(12) == ()
+    assert load("quickstart").pruner.kind == "none"  # off unless asked for
+
+
+def test_a_bare_pruner_name_takes_the_defaults() -> None:
+    raw = asha_source()
+    raw["search"]["pruner"] = "asha"
+    assert parse(raw).pruner == parse(asha_source(kind="asha", min_epochs=1, reduction=3)).pruner
+    raw["search"]["pruner"] = False  # YAML's bare `off`
+    assert parse(raw).pruner.kind == "none"
+
+
+@pytest.mark.parametrize(
+    ("pruner", "message"),
+    [
+        ("hyperband", "search.pruner.kind = 'hyperband': expected one of 'asha', 'none'"),
+        (3, "search.pruner = 3: expected one of asha, none, or {kind: asha"),
+        ({"kind": "asha", "reduction": 1}, "search.pruner.reduction = 1: expected a value in [2"),
+        ({"kind": "asha", "min_epochs": 0}, "search.pruner.min_epochs = 0: expected a value in"),
+        ({"kind": "asha", "min_epochs": 12}, "min_epochs = 12: expected fewer than train.epochs"),
+        ({"kind": "asha", "eta": 3}, "unknown key(s) 'eta' in search.pruner; accepted: kind"),
+    ],
+)
+def test_bad_pruner_declarations_name_the_key_and_what_is_accepted(
+    pruner: object, message: str
+) -> None:
+    raw = asha_source()
+    raw["search"]["pruner"] = pruner
+    with pytest.raises(SpaceError) as err:
+        parse(raw, "space.yaml")
+    assert message in str(err.value)
+
+
+def test_rungs_compare_accuracy_at_equal_epochs_and_prune_what_falls_behind(
+    tmp_path: Path,
+) -> None:
+    study, config = new_study(tmp_path, asha_source())
+    driver = Driver(study, config)
+    base = driver.ask()
+    assert base.user_attrs["baseline"] is True
+    other = driver.ask()
+    # Both train to the end. Their epoch-1 and epoch-3 accuracies are what later trials
+    # meet at those rungs, not their final ones (0.98, 0.99).
+    assert not driver.epochs(other, [0.90, 0.65, 0.70])
+    assert not driver.epochs(base, [0.30, 0.50, 0.60])  # below `other`, but the baseline
+    assert not driver.epochs(other, [0.8] * 9, first=4)
+    assert not driver.epochs(base, [0.8] * 9, first=4)
+    driver.finish(other, 0.98)
+    driver.finish(base, 0.99)
+
+    early = driver.ask()
+    assert driver.epochs(early, [0.50])  # behind 0.90 at epoch 1, of three: pruned there
+
+    leader = driver.ask()  # first at epoch 1; at epoch 3 above 0.70 and 0.60, not 0.98
+    assert not driver.epochs(leader, [0.95, 0.10, 0.80])  # epoch 2 is no rung: 0.10 passes
+    late = driver.ask()
+    assert not driver.epochs(late, [0.96, 0.90])
+    assert driver.epochs(late, [0.75], first=3)  # [0.80 running, 0.75, 0.70, 0.60]: 1 kept
+
+    states = {t.number: t.state for t in study.trials}
+    assert states == {
+        base.number: TrialState.COMPLETE,
+        other.number: TrialState.COMPLETE,
+        early.number: TrialState.PRUNED,
+        leader.number: TrialState.RUNNING,
+        late.number: TrialState.PRUNED,
+    }
+    pruned = study.trials[late.number]
+    assert pruned.values is None  # partial accuracy in user attributes only
+    assert pruned.user_attrs[halving.PRUNED_EPOCH] == 3
+    assert pruned.user_attrs[halving.PARTIAL_ACCURACY] == 0.75
+    assert pruned.user_attrs[halving.EPOCH_ACCURACY] == [0.96, 0.90, 0.75]
+    assert study.trials[early.number].user_attrs[halving.PRUNED_EPOCH] == 1
+
+
+def test_the_baseline_is_never_pruned_where_any_other_trial_would_be(tmp_path: Path) -> None:
+    study, config = new_study(tmp_path, asha_source())
+    driver = Driver(study, config)
+    base, other = driver.ask(), driver.ask()
+    assert not driver.epochs(other, [0.9])
+    trials = study.get_trials(deepcopy=False)
+    assert halving.stops(trials, driver.space.pruner, EPOCHS, base.number, 1, 0.1)
+    assert not driver.epochs(base, [0.1, 0.1, 0.1])
+    assert study.trials[base.number].state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("objectives", [["accuracy", "params", "latency_ms"], ["accuracy"]])
+def test_pruned_trials_count_towards_the_target_and_are_never_on_the_front(
+    tmp_path: Path, objectives: list[str]
+) -> None:
+    raw = asha_source()
+    raw["search"]["objectives"] = objectives
+    study, config = new_study(tmp_path, raw)
+    driver = Driver(study, config)
+    base = driver.ask()
+    driver.epochs(base, [0.5] * EPOCHS)
+    driver.finish(base, 0.5)
+    # Pruned after one epoch with an accuracy above every finished trial's: still PRUNED,
+    # with no values, so neither the front nor the sampler can take it for a result.
+    strong = driver.ask()
+    assert not driver.epochs(strong, [0.9])
+    weak = driver.ask()
+    assert driver.epochs(weak, [0.8])  # 0.8 > 0.5 finished, but behind 0.9 at epoch 1
+    assert study.trials[weak.number].values is None
+
+    assert studies.counted(study.trials[weak.number])
+    assert studies.progress(study) == (2, 1)  # baseline + pruned done, `strong` running
+    assert [t.number for t in study.best_trials] == [base.number]
+    rows = export.rows(study, config, only_pareto=False)
+    row = next(r for r in rows if r["number"] == weak.number)
+    assert row["state"] == "PRUNED" and not row["pareto"] and row["accuracy"] is None
+    assert (row["pruned_epoch"], row["partial_accuracy"]) == (1, 0.8)  # what it trained
+    front = export.rows(study, config, only_pareto=True)
+    assert [r["number"] for r in front] == [base.number]
+
+
+def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configuration(
+    tmp_path: Path,
+) -> None:
+    """The searcher's part, called as Ray Tune calls it: per-epoch results, then (after a
+    STOP) the trial's completion, then a proposal equal to the pruned configuration."""
+    study, config = new_study(tmp_path, asha_source())
+    messages: list[str] = []
+    splits = make_splits(load_dataset("digits"), val_fraction=0.2, seed=0)
+    searcher = StudySearcher(
+        study, config.space(), config, splits.image_shape, splits.num_classes, messages.append
+    )
+    base, other = searcher.suggest("a"), searcher.suggest("b")
+    epoch = {EPOCH_KEY: 1, "time_total_s": 3.0}
+    assert not searcher.on_epoch("a", {**epoch, "epoch_accuracy": 0.9})
+    assert searcher.on_epoch("b", {**epoch, "epoch_accuracy": 0.2})
+    searcher.on_trial_complete("b", {**epoch, "epoch_accuracy": 0.2})  # Tune, after its STOP
+    pruned = study.trials[other[TRIAL_KEY]]
+    assert pruned.state == TrialState.PRUNED and studies.counted(pruned)
+    assert any("trial 1 epoch 1/12: accuracy 0.2000, 3s in; study ETA" in m for m in messages)
+    assert any(m.startswith("trial 1 pruned after epoch 1: accuracy 0.2000") for m in messages)
+
+    study.enqueue_trial({k: v for k, v in other.items() if k not in (TRIAL_KEY, SEED_KEY)})
+    proposal = searcher.suggest("c")
+    again = study.trials[2]
+    assert again.state == TrialState.PRUNED and again.user_attrs["duplicate_of"] == 1
+    assert not studies.counted(again) and proposal[TRIAL_KEY] == 3
+    assert base[TRIAL_KEY] == 0
+
+
+def test_the_samplers_keep_proposing_after_pruned_trials(tmp_path: Path) -> None:
+    """TPE once crashed on PRUNED trials in multi-objective studies (optuna/optuna#5260)."""
+    for sampler in ("tpe", "nsga2"):
+        raw = asha_source()
+        raw["search"]["sampler"] = sampler
+        study, config = new_study(tmp_path, raw, name=sampler)
+        driver = Driver(study, config)
+        base = driver.ask()
+        driver.epochs(base, [0.9])
+        driver.finish(base, 0.9)
+        for i in range(13):  # past TPE's 10 random start-up trials
+            trial = driver.ask()
+            if not driver.epochs(trial, [0.95 if i % 2 else 0.1]):
+                driver.finish(trial, 0.95)
+        assert study.get_trials(states=(TrialState.PRUNED,))
+        for _ in range(3):
+            driver.ask()
+
+
+def test_the_pruner_option_overrides_the_space_and_is_kept_by_the_study(
+    tmp_path: Path,
+) -> None:
+    raw = asha_source(kind="none", min_epochs=2, reduction=4)
+    config = StudyConfig(
+        space_source=raw,
+        trials=4,
+        seed=0,
+        data_dir=None,
+        epochs=None,
+        weights_dir="w",
+        pruner="asha",
+    )
+    pruner = config.space().pruner
+    assert (pruner.kind, pruner.min_epochs, pruner.reduction) == ("asha", 2, 4)
+    storage = studies.open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    study = studies.create_or_load(storage, "s", config.space(), config)
+    assert studies.load_config(study).space().pruner == pruner  # what `search resume` runs
+    with pytest.raises(studies.UsageError, match="another pruner"):
+        studies.create_or_load(storage, "s", config.space(), replace(config, pruner="none"))
+
+
+def test_pruner_options_are_checked_before_anything_runs(search) -> None:
+    bad = search("run", "quickstart", "--pruner", "asha", "--epochs", "1")
+    assert bad.returncode == 2
+    assert "successive halving needs a rung before the last epoch" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert search("run", "quickstart", "--pruner", "sometimes").returncode == 2
+
+
+def test_progress_prints_parameter_counts_with_thousands_separators() -> None:
+    assert progress.value("params", 139781.0) == "139,781"
+    assert progress.value("accuracy", 0.91234) == "0.9123"
+    assert [progress.duration(s) for s in (45, 720, 3900)] == ["45s", "12m", "1h05m"]
+    table = export.summary(
+        [{"number": 0, "accuracy": 0.9, "params": 139781, "latency_ms_alone": None}],
+        ("accuracy", "params"),
+    )
+    assert "139,781" in table
+
+
+@pytest.mark.slow
+def test_quickstart_with_asha_prunes_trials_and_keeps_them_off_the_front(
+    search, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    run = search(
+        "run", "quickstart", "--pruner", "asha", "--trials", "8", "--epochs", "4",
+        "--parallel", "2", "--study", "qa", "--storage", url,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "trial 0 epoch 1/4: accuracy" in run.stdout and "study ETA" in run.stdout
+    assert "[8/8]" in run.stdout and "pruned after epoch" in run.stdout
+
+    study = optuna.load_study(study_name="qa", storage=url)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert pruned, "no trial was pruned"
+    assert len(pruned) + len(complete) == 8  # pruned trials count towards the target
+    assert study.trials[0].user_attrs["baseline"] and study.trials[0].state == TrialState.COMPLETE
+    assert {t.number for t in study.best_trials} <= {t.number for t in complete}
+    weights = tmp_path / "runs" / "weights" / "qa"
+    for trial in pruned:
+        epoch = trial.user_attrs[halving.PRUNED_EPOCH]
+        assert trial.values is None and epoch in (1, 3)  # rungs of 4 epochs
+        assert len(trial.user_attrs[halving.EPOCH_ACCURACY]) == epoch
+        assert trial.user_attrs[halving.PARTIAL_ACCURACY] == trial.user_attrs["epoch_accuracy"][-1]
+        assert not (weights / f"trial_{trial.number}.pt").exists()
+    for trial in complete:
+        assert len(trial.user_attrs[halving.EPOCH_ACCURACY]) == 4
+
+    exported = search("export", "qa", "--storage", url, "--pareto", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    assert {row["state"] for row in json.loads(exported.stdout)} == {"COMPLETE"}
