@@ -130,6 +130,6 @@ def test_a_study_survives_kill_9_anywhere(tmp_path: Path) -> None:
     reruns = {t.user_attrs.get("rerun_of") for t in trials}
     for trial in trials:
         if trial.state == TrialState.FAIL:
-            assert trial.user_attrs["failure"] in ("interrupted", "duplicate"), trial
+            assert trial.user_attrs["failure"] in ("interrupted", "duplicate", "over_budget"), trial
         if trial.user_attrs.get("failure") == "interrupted":
             assert trial.number in reruns, f"interrupted trial {trial.number} never re-run"
