@@ -27,17 +27,8 @@ from trainer.models.net import Net
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
-MEASURED = (
-    "accuracy",
-    "budget",  # the parameter budget level the trial was scaled to (or checked against)
-    "params",
-    "flops",
-    "latency_ms",
-    "latency_iqr_ms",
-    "train_seconds",
-    "images_per_second",
-    "final_loss",
-)
+# The measurements as columns; where the trial ran (device, threads) follows them in a row.
+MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in ("device", "threads"))
 IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
 # A pruned trial trained only up to its rung: how far, and its validation accuracy there.
 HALVING = (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY)

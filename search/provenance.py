@@ -33,26 +33,20 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _git(*args: str) -> str:
+    """The output of a git command run in this package's checkout."""
+    here = Path(__file__).resolve().parent
+    done = subprocess.run(
+        ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
+
+
 def git_commit() -> str:
     """The commit of the code running now, with `+dirty` when files differ from it."""
-    here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return commit + ("+dirty" if dirty else "")
