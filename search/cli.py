@@ -239,10 +239,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return _run_study(study, studies.load_config(study), splits, args)
 
 
+def _existing_study(args: argparse.Namespace) -> tuple[optuna.Study, StudyConfig]:
+    """The study `args.study` names and its stored settings; creates nothing."""
+    study = studies.load_study(studies.open_storage(args.storage, create=False), args.study)
+    return study, studies.load_config(study)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    storage = studies.open_storage(args.storage, create=False)
-    study = studies.load_study(storage, args.study)
-    config = studies.load_config(study)
+    study, config = _existing_study(args)
     if args.data_dir:
         config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
     splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
@@ -260,9 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet writes a binary file: give it with -o FILE")
     output = _output(args.output)
-    storage = studies.open_storage(args.storage, create=False)
-    study = studies.load_study(storage, args.study)
-    config = studies.load_config(study)
+    study, config = _existing_study(args)
     table = export.rows(study, config, only_pareto=args.pareto)
     if studies.progress(study)[0] == 0:
         print(
@@ -284,18 +286,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    storage = studies.open_storage(args.storage, create=False)
-    study = studies.load_study(storage, args.study)
-    print(status.report(study, studies.load_config(study)))
+    print(status.report(*_existing_study(args)))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from search import report  # matplotlib and scipy are imported only to write a report
 
-    storage = studies.open_storage(args.storage, create=False)
-    study = studies.load_study(storage, args.study)
-    config = studies.load_config(study)
+    study, config = _existing_study(args)
     directory = Path(args.output or RUNS / "reports" / study.study_name)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"-o {directory}: exists and is not a directory; give a directory")
@@ -318,9 +316,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
-    storage = studies.open_storage(args.storage, create=False)
-    study = studies.load_study(storage, args.study)
-    config = studies.load_config(study)
+    study, config = _existing_study(args)
     splits = _study_splits(config, args.data_dir)
     trials = study.get_trials(deepcopy=False) if args.all else studies.pareto_front(study)
     alone, untimed = latency.remeasure(study, config, splits, trials, again=True)
@@ -365,6 +361,10 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
         help=f"Optuna storage URL or journal file (default: ${studies.STORAGE_ENV}, else "
         f"{studies.DEFAULT_STORAGE})",
     )
+
+
+def _study_data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
@@ -452,7 +452,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=export.FORMATS, default="csv")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
-    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    _study_data_dir_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="write a study's report: report.md, report.html, figures")
@@ -462,7 +462,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
     )
-    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    _study_data_dir_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
@@ -471,7 +471,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     _storage_arg(p)
     p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
-    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+    _study_data_dir_arg(p)
     p.set_defaults(func=cmd_remeasure)
 
     p = sub.add_parser("status", help="a study's progress, running trials and failures")
