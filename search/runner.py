@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -145,6 +146,7 @@ class StudySearcher(Searcher):
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
         self.eta = progress.Eta(study, space.train.epochs)
+        self.taking_over = threading.Lock()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if time.monotonic() < self.idle_until:
@@ -159,6 +161,11 @@ class StudySearcher(Searcher):
                 t.state == TrialState.RUNNING and not heartbeat.is_stale(t, grace, now)
                 for t in trials
             )
+            if any(
+                t.state == TrialState.RUNNING and heartbeat.is_stale(t, grace, now) for t in trials
+            ):  # a dead driver's trials: queue them again before the sampler's next proposal
+                self.take_over()
+                continue
             waiting = any(t.state == TrialState.WAITING for t in trials)
             if done + running >= self.config.trials or (self.config.design and not waiting):
                 # A designed study trains its queued trials, nothing the sampler proposes.
@@ -188,6 +195,18 @@ class StudySearcher(Searcher):
                 "or widen the space"
             )
         return Searcher.FINISHED if not self.live else None
+
+    def take_over(self) -> None:
+        """Trials of a driver that stopped beating: interrupted, and queued to train again.
+        Called from `suggest` too, so a re-run is queued before anything new is asked for
+        and the study's target is reached with it, not without it."""
+        with self.taking_over:  # the heartbeat thread and `suggest` both call this
+            orphans = studies.fail_orphans(self.study, self.config.grace_period)
+            requeued = studies.requeue_interrupted(self.study) if orphans else 0
+        if orphans:
+            self.on_update(
+                f"{orphans} trial(s) of a dead driver interrupted, {requeued} queued again"
+            )
 
     def _untried(
         self, trials: list[FrozenTrial], known: dict[str, FrozenTrial]
@@ -478,16 +497,9 @@ def run_study(
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    grace = config.grace_period
-
-    def take_over() -> None:
-        """Trials of a driver that stopped beating: interrupted, and queued to train again."""
-        orphans = studies.fail_orphans(study, grace)
-        if orphans:
-            requeued = studies.requeue_interrupted(study)
-            on_update(f"{orphans} trial(s) of a dead driver interrupted, {requeued} queued again")
-
-    beat = heartbeat.Heartbeat(study._storage, grace, searcher.live_ids, take_over)
+    beat = heartbeat.Heartbeat(
+        study._storage, config.grace_period, searcher.live_ids, searcher.take_over
+    )
     with beat, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: record what was running
         tuner.fit()
     return searcher.interrupted()

@@ -83,7 +83,7 @@ def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.Bas
         if not create and not _holds_studies(url):
             raise ValueError("it holds no studies")
         if "://" in url:
-            return optuna.storages.RDBStorage(url)
+            return _rdb_storage(url)
         path = Path(url)
         if path.suffix not in (".log", ".journal"):
             raise ValueError("not a URL, and not a journal file ending in .log or .journal")
@@ -100,6 +100,20 @@ def open_storage(url: str | None, *, create: bool = True) -> optuna.storages.Bas
                 f"({DEFAULT_STORAGE}, postgresql://...) or a .log or .journal file"
             )
         ) from None
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage, creating its tables if need be. Two drivers started together on
+    an empty database race to create them, and the loser's CREATE fails on a name the winner
+    just took; the tables then exist, so trying again opens them."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts - 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 * 2**attempt)
+    return optuna.storages.RDBStorage(url)
 
 
 def _holds_studies(url: str) -> bool:

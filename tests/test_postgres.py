@@ -21,6 +21,27 @@ pytestmark = pytest.mark.slow
 TARGET = 6
 
 
+def test_drivers_opening_an_empty_database_at_once_all_get_the_storage(
+    postgres_url: str,
+) -> None:
+    """The first drivers on a new database race to create Optuna's tables; the losers'
+    CREATE fails on a name just taken, and they must open the tables, not exit."""
+    env = {**os.environ, "SEARCH_STORAGE": postgres_url}
+    code = (  # imported first, so that all six open at the same instant
+        "import sys, time; from search.study import open_storage; "
+        "time.sleep(float(sys.argv[1]) - time.time()); open_storage(None)"
+    )
+    at = str(time.time() + 8)
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, at], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in openers]
+    assert [p.returncode for p in openers] == [0] * 6, errors
+
+
 def test_two_drivers_share_one_postgres_study(postgres_url: str, tmp_path: Path) -> None:
     password = postgres_url.split(":")[2].split("@")[0]
     env = {**os.environ, "SEARCH_STORAGE": postgres_url, "PYTHONUNBUFFERED": "1"}

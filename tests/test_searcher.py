@@ -6,6 +6,7 @@ through real Ray are in test_search.py."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search import export
+from search import export, heartbeat
 from search import study as studies
 from search.runner import SEED_KEY, TRIAL_KEY, StudySearcher, train_trial
 from search.study import StudyConfig
@@ -229,6 +230,29 @@ def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, spli
     rows = {r["number"]: r for r in export.rows(search.study, search.config, only_pareto=False)}
     assert rows[2]["rerun_of"] == 0 and rows[3]["rerun_of"] == 1
     assert rows[0]["failure"] == studies.INTERRUPTED
+
+
+def test_a_dead_drivers_trial_is_trained_again_before_anything_new(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """Another driver's trial whose heartbeat stopped is taken over by the next `suggest`,
+    not only by the heartbeat thread later: the study reaches its target with that
+    configuration re-run, never with a new proposal in its place and the re-run left queued."""
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=2)
+    dead = search.searcher.suggest("elsewhere")
+    search.searcher.live.clear()  # it belonged to another driver, which then died
+    trial_id = search.study.trials[dead[TRIAL_KEY]]._trial_id
+    search.study._storage.set_trial_user_attr(trial_id, heartbeat.ATTR, time.time() - 10_000)
+    rerun = search.searcher.suggest("here")
+    assert rerun[TRIAL_KEY] == 1 and search.study.trials[1].user_attrs["rerun_of"] == 0
+    assert search.study.trials[0].user_attrs["failure"] == studies.INTERRUPTED
+    assert {k: rerun[k] for k in dead if k != TRIAL_KEY} == {
+        k: v for k, v in dead.items() if k != TRIAL_KEY
+    }
+    search.train("here", rerun)
+    search.drive()
+    assert len(search.trained()) == 2
+    assert not search.study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
 
 
 def test_every_row_has_every_measurement_and_the_study_names_its_objectives(
