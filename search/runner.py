@@ -45,6 +45,7 @@ MAX_PROPOSALS = 200
 TAKE_OVER_AFTER = 3
 SHARED_MARK = ".written-by-driver"  # in the weights directory: proves a node shares it
 IDLE_POLL = 1.0  # seconds between looks at the study while this driver waits on others
+_TAKING_OVER = threading.Lock()  # module-level: Ray Tune pickles the searcher, not a lock
 
 
 def run_trial(
@@ -146,7 +147,6 @@ class StudySearcher(Searcher):
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
         self.eta = progress.Eta(study, space.train.epochs)
-        self.taking_over = threading.Lock()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if time.monotonic() < self.idle_until:
@@ -200,7 +200,7 @@ class StudySearcher(Searcher):
         """Trials of a driver that stopped beating: interrupted, and queued to train again.
         Called from `suggest` too, so a re-run is queued before anything new is asked for
         and the study's target is reached with it, not without it."""
-        with self.taking_over:  # the heartbeat thread and `suggest` both call this
+        with _TAKING_OVER:  # the heartbeat thread and `suggest` both call this
             orphans = studies.fail_orphans(self.study, self.config.grace_period)
             requeued = studies.requeue_interrupted(self.study) if orphans else 0
         if orphans:
