@@ -265,18 +265,20 @@ def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
 
 
 def _protocol(top: _Reader) -> Protocol | None:
-    """`protocol: {version, expected: {epochs, accuracy, tolerance}}`, or None if absent."""
+    """`protocol: {version, expected: {epochs, accuracy, tolerance[, train_images]}}`, or
+    None if absent."""
     if "protocol" not in top.raw:
         return None
     protocol = top.section("protocol")
     protocol.only("version", "expected")
     expected = protocol.section("expected")
-    expected.only("epochs", "accuracy", "tolerance")
+    expected.only("epochs", "accuracy", "tolerance", "train_images")
     return Protocol(
         version=protocol.get("version", int, low=1, high=1000),
         epochs=expected.get("epochs", int, low=1, high=10_000),
         accuracy=expected.get("accuracy", (int, float), low=0.0, high=1.0),
         tolerance=expected.get("tolerance", (int, float), low=0.0, high=0.5),
+        train_images=expected.get("train_images", int, None, low=1, high=10**9),
     )
 
 

@@ -1,8 +1,9 @@
 """Every shipped preset's baseline reaches the accuracy its protocol states.
 
-A preset declares `protocol: {version, expected: {epochs, accuracy, tolerance}}`. The
-baseline (seed 0, the validation split of study seed 0) trained for `epochs` must land
-within `tolerance` of `accuracy`, on the real data when it is present. A change to the
+A preset declares `protocol: {version, expected: {epochs, accuracy, tolerance}}`, plus
+`train_images` to train on only the first images of the training split. The baseline
+(seed 0, the validation split of study seed 0) trained for `epochs` must land within
+`tolerance` of `accuracy`, on the real data when it is present. A change to the
 trainer, a technique or a preset that moves the number fails here: re-measure, update
 `expected` and bump `version`, so results recorded under the old version stay comparable.
 """
@@ -44,6 +45,9 @@ def test_baseline_reaches_the_stated_accuracy(preset: str) -> None:
     except DataError as err:
         pytest.skip(f"{preset}: {space.data.dataset} not found (set ABLATION_DATA_DIR): {err}")
     splits = make_splits(data, val_fraction=space.data.val_fraction, seed=0)
+    if protocol.train_images is not None:
+        n = protocol.train_images
+        splits = replace(splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
     spec = space.replay(space.baseline_params(), seed=0)
     spec = replace(spec, train=replace(spec.train, epochs=protocol.epochs))
     accuracy = train(spec, splits, threads=1, latency_runs=2).accuracy
