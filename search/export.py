@@ -27,8 +27,10 @@ from trainer.models.net import Net
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
-# The measurements as columns; where the trial ran (device, threads) follows them in a row.
-MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in ("device", "threads"))
+# The measurements as columns; how the trial ran (device, threads, and the epoch it resumed
+# from after an interruption) follows them in a row.
+HOW = ("device", "threads", "resumed_from_epoch")
+MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in HOW)
 IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
 # A pruned trial trained only up to its rung: how far, and its validation accuracy there.
 HALVING = (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY)
@@ -57,8 +59,7 @@ def trial_row(
         **measured(trial, space.objectives),
         "accuracy_split": "validation",
         "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
-        "device": trial.user_attrs.get("device"),
-        "threads": trial.user_attrs.get("threads"),
+        **{k: trial.user_attrs.get(k) for k in HOW},
         **{k: trial.user_attrs.get(k) for k in studies.WHERE_ATTRS},
         **{k: trial.user_attrs.get(k) for k in IDENTITY + HALVING},
         "seed": seed,  # the training seed

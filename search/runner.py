@@ -86,12 +86,22 @@ def train_trial(
 ) -> dict[str, Any]:
     """Rebuild the spec from the flat parameters, train (telling `on_epoch` each epoch's
     validation accuracy), save the weights; returns what the searcher is told: the
-    measurements, or why the trial failed."""
-    number = config[TRIAL_KEY]
+    measurements, or why the trial failed. Each epoch is checkpointed, and an earlier
+    attempt's checkpoint of the same configuration is resumed from; the searcher deletes it
+    once the outcome is recorded."""
+    number, seed = config[TRIAL_KEY], config[SEED_KEY]
     params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, SEED_KEY)}
+    checkpoint = studies.checkpoint_path(study_config, study_name, params, seed)
     try:
-        spec = study_config.space().replay(params, seed=config[SEED_KEY])
-        result = train(spec, splits, device=device, threads=threads, on_epoch=on_epoch)
+        spec = study_config.space().replay(params, seed=seed)
+        result = train(
+            spec,
+            splits,
+            device=device,
+            threads=threads,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+        )
     except Diverged as err:
         return {"failure": studies.DIVERGED, "reason": str(err)}
     except Exception as err:  # any bug or resource error fails this trial, not the study
@@ -315,6 +325,7 @@ class StudySearcher(Searcher):
         if trial is None:
             return False
         epoch, accuracy = result[EPOCH_KEY], result["epoch_accuracy"]
+        failpoints.reached("epoch")  # mid-trial, its epoch's checkpoint written
         epochs = self.space.train.epochs
         self.eta.epoch(trial.number, epoch)
         try:
@@ -330,6 +341,7 @@ class StudySearcher(Searcher):
         )
         if pruned:
             del self.live[trial_id]
+            self._drop_checkpoint(trial)
             self.eta.finished(trial.number)
             self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
         return pruned
@@ -346,7 +358,18 @@ class StudySearcher(Searcher):
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
             self.on_update(f"trial {trial.number}: already recorded as interrupted, result dropped")
             return
-        self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
+        recorded = self.study.trials[trial.number]
+        if recorded.user_attrs.get("failure") != studies.INTERRUPTED:
+            self._drop_checkpoint(trial)
+        self.on_update(describe(recorded, self.space.objectives))
+
+    def _drop_checkpoint(self, trial: optuna.Trial) -> None:
+        """A trial's outcome is recorded: its checkpoint will never be resumed. An
+        interrupted trial keeps it, for its re-run to continue from."""
+        seed = trial.user_attrs["seed"]
+        studies.checkpoint_path(self.config, self.study.study_name, trial.params, seed).unlink(
+            missing_ok=True
+        )
 
     def _record(self, trial: optuna.Trial, result: dict[str, Any] | None, error: bool) -> None:
         for key in studies.WHERE_ATTRS:

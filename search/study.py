@@ -7,6 +7,7 @@ nothing but the name and the storage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -53,6 +54,7 @@ RESULT_ATTRS = (
     "final_loss",
     "device",
     "threads",
+    "resumed_from_epoch",  # epochs an earlier, interrupted attempt had trained; 0: none
 )
 # The Ray node that ran a trial, recorded for failures too.
 WHERE_ATTRS = ("node", "node_ip")
@@ -288,6 +290,17 @@ def weights_path(config: StudyConfig, study_name: str, number: int) -> Path:
     the weights folder whatever a study is called."""
     check_name(study_name, "study name")
     return Path(config.weights_dir) / study_name / f"trial_{number}.pt"
+
+
+def checkpoint_path(
+    config: StudyConfig, study_name: str, params: dict[str, Any], seed: int
+) -> Path:
+    """runs/weights/<study>/checkpoints/<key hash>.pt: a trial's per-epoch checkpoint, named
+    by what the trial IS (its configuration key), not its number, so that the re-run of an
+    interrupted trial, a new trial number, finds it."""
+    check_name(study_name, "study name")
+    key = hashlib.sha256(config_key(params, seed).encode()).hexdigest()[:24]
+    return Path(config.weights_dir) / study_name / "checkpoints" / f"{key}.pt"
 
 
 def load_config(study: optuna.Study) -> StudyConfig:

@@ -3,6 +3,8 @@
 Techniques plug into fixed slots (see `trainer/techniques/base.py`): the architecture is
 rewritten before the model is built, batch transforms run on whole device tensors, one
 technique may own the optimisation step, one the schedule, and one the averaging phase.
+Given a checkpoint path, a trial saves its state there after every epoch and, started again,
+continues from the last one saved (see `trainer/checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import checkpoint as checkpoints
 from trainer import techniques as registry
 from trainer.budget import resolve_arch
 from trainer.data import DeviceData, Splits
@@ -42,6 +46,7 @@ class Result:
     train_seconds: float
     images_per_second: float
     final_loss: float
+    resumed_from_epoch: int  # epochs restored from a checkpoint; 0 when trained from scratch
     model: nn.Module
 
     def metrics(self) -> dict[str, float]:
@@ -103,6 +108,7 @@ def train(
     threads: int | None = None,
     latency_runs: int = RUNS,
     on_epoch: Callable[[int, float], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> Result:
     """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency.
 
@@ -110,6 +116,10 @@ def train(
     validation accuracy of the model as it trains (before any averaging is finalised); it
     may raise to end training there. Without it no epoch is evaluated: it costs a pass
     over the validation split.
+
+    `checkpoint`, when given, is where the state after each epoch is saved; a checkpoint
+    there from an earlier attempt at this same trial is resumed from. `train_seconds`
+    covers every epoch trained, across attempts.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -152,6 +162,16 @@ def train(
         scheduler = schedule_owner.make_scheduler(optimizer, main_steps)
     else:
         scheduler = base_scheduler(optimizer, hp.schedule, main_steps)
+
+    def begin_averaging() -> torch.optim.lr_scheduler.LRScheduler:
+        """The averager takes over the learning rate. One-cycle cycles momentum; the
+        averaging phase trains at the trial's momentum."""
+        for group in optimizer.param_groups:
+            group["momentum"] = hp.momentum
+        return averager.averaging_scheduler(
+            optimizer, (hp.epochs - averaging_epoch) * steps_per_epoch
+        )
+
     step_owner = _owner(techniques, "step")
     step = step_owner.step if step_owner else plain_step
     batch_transforms = sorted(
@@ -159,16 +179,31 @@ def train(
     )
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    start = time.perf_counter()
+    # Resume: a checkpoint of this very trial restores the state after its last saved epoch.
+    fingerprint = checkpoints.fingerprint(
+        spec, steps_per_epoch=steps_per_epoch, batch_size=batch_size, device=device.type
+    )
+    saved = (
+        checkpoints.load(checkpoint, fingerprint=fingerprint, model=model) if checkpoint else None
+    )
+    if saved is not None:
+        if averager and saved.epoch > averaging_epoch:
+            scheduler = begin_averaging()
+        saved.restore(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            generator=generator,
+            techniques=techniques,
+        )
+    first_epoch = saved.epoch if saved else 0
+    final_loss = saved.final_loss if saved else math.nan  # set by every epoch trained
+
+    start = time.perf_counter() - (saved.train_seconds if saved else 0.0)
     loss_sum = torch.zeros((), device=device)
-    for epoch in range(hp.epochs):
+    for epoch in range(first_epoch, hp.epochs):
         if averager and epoch == averaging_epoch:
-            # One-cycle cycles momentum; the averaging phase trains at the trial's momentum.
-            for group in optimizer.param_groups:
-                group["momentum"] = hp.momentum
-            scheduler = averager.averaging_scheduler(
-                optimizer, (hp.epochs - averaging_epoch) * steps_per_epoch
-            )
+            scheduler = begin_averaging()
         model.train()
         loss_sum.zero_()
         batches = train_data.batches(
@@ -194,10 +229,23 @@ def train(
             raise Diverged(f"training loss became {final_loss} in epoch {epoch + 1}")
         if averager and epoch >= averaging_epoch:
             averager.after_epoch(model)
+        paused = time.perf_counter()  # checkpointing, validating and reporting is not training
+        if checkpoint is not None:
+            checkpoints.save(
+                checkpoint,
+                fingerprint=fingerprint,
+                epoch=epoch + 1,
+                train_seconds=paused - start,
+                final_loss=final_loss,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                generator=generator,
+                techniques=techniques,
+            )
         if on_epoch is not None:
-            paused = time.perf_counter()
             on_epoch(epoch + 1, evaluate(model, val_data))
-            start += time.perf_counter() - paused  # validating and reporting is not training
+        start += time.perf_counter() - paused
     if averager:
         model = averager.finalize(model, lambda: train_data.batches(batch_size))
     if device.type == "cuda":
@@ -216,5 +264,6 @@ def train(
         train_seconds=train_seconds,
         images_per_second=hp.epochs * steps_per_epoch * batch_size / train_seconds,
         final_loss=final_loss,
+        resumed_from_epoch=first_epoch,
         model=model,
     )

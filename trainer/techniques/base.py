@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -110,6 +110,10 @@ class Technique:
       - `make_scheduler`: the one technique owning the learning rate schedule (one-cycle).
       - `averaging_start`, `averaging_scheduler`, `after_epoch`, `finalize`: weight
         averaging (SWA), which owns the learning rate from its first averaging epoch on.
+
+    A technique that keeps state across epochs also returns it from `state_dict` and takes
+    it back in `load_state_dict`, so that an interrupted trial resumes where it stopped
+    (trainer/checkpoint.py).
     """
 
     name: ClassVar[str]
@@ -197,6 +201,16 @@ class Technique:
     ) -> nn.Module:
         """Return the model to evaluate; `clean_batches()` yields un-augmented train batches."""
         return model
+
+    # -- resuming ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The state this technique carries from one epoch to the next, as tensors and plain
+        values (a checkpoint is loaded with `weights_only=True`); empty for none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+        """Take back what `state_dict` returned (empty: nothing saved yet). `model` is the
+        trial's freshly built network, for state shaped like it."""
 
     # Which slots a subclass fills, read off the methods it overrides.
     @classmethod

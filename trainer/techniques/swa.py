@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,15 @@ class SWA(Technique):
         if self.averaged is None:
             self.averaged = AveragedModel(model)
         self.averaged.update_parameters(model)
+
+    def state_dict(self) -> dict[str, Any]:
+        # The averaged weights and how many models they average (AveragedModel's buffer).
+        return {} if self.averaged is None else {"averaged": self.averaged.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+        if "averaged" in state:
+            self.averaged = AveragedModel(model)
+            self.averaged.load_state_dict(state["averaged"])
 
     def finalize(
         self,

@@ -1,0 +1,147 @@
+"""A trial's state at the end of an epoch, on disk, so that an interrupted trial continues
+from its last epoch instead of training from scratch.
+
+A checkpoint holds everything the rest of training depends on: the epoch reached, the
+weights, the optimiser (momentum buffers, and the learning rate and momentum the schedule
+set), the active scheduler, each technique's own state (SWA's averaged model), the data
+and augmentation generator and the global RNG, the training time so far and the last
+epoch's loss. Resumed, training is bit-for-bit the run that was never interrupted (on CPU).
+
+Files are written atomically (a temporary file, then `os.replace`), so a kill mid-write
+leaves the previous checkpoint or none, never half of one. A file that cannot be read or
+was written for anything else (another spec, data size, device or format) is ignored with a
+logged reason: the trial then trains from scratch. Loaded with `weights_only=True`, so a
+checkpoint can hold tensors and plain values only, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.spec import TrialSpec
+from trainer.techniques.base import Technique
+
+log = logging.getLogger(__name__)
+
+# Raised whenever what a checkpoint holds, or how it is restored, changes: an older file is
+# then ignored rather than restored into state it does not describe.
+FORMAT = 1
+
+
+def fingerprint(spec: TrialSpec, *, steps_per_epoch: int, batch_size: int, device: str) -> str:
+    """What a checkpoint must have been written for to be resumed: the same trial, data size,
+    batch and device type (a CUDA generator's state means nothing to a CPU one)."""
+    return json.dumps(
+        [FORMAT, asdict(spec), steps_per_epoch, batch_size, device], sort_keys=True, default=str
+    )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A checkpoint read back and checked against the trial about to train."""
+
+    epoch: int  # epochs completed
+    train_seconds: float  # training time of those epochs, across every attempt
+    final_loss: float  # mean training loss of the last completed epoch
+    state: dict[str, Any]
+
+    def restore(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        generator: torch.Generator,
+        techniques: Iterable[Technique],
+    ) -> None:
+        """Put the saved state into freshly built training objects. `scheduler` must be the
+        one active after epoch `self.epoch` (the averaging one once averaging has begun)."""
+        state = self.state
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        for technique in techniques:
+            technique.load_state_dict(state["techniques"].get(technique.name, {}), model)
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+
+
+def save(
+    path: Path,
+    *,
+    fingerprint: str,
+    epoch: int,
+    train_seconds: float,
+    final_loss: float,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    generator: torch.Generator,
+    techniques: Iterable[Technique],
+) -> None:
+    """Write the state after `epoch` completed epochs to `path`, atomically."""
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "train_seconds": train_seconds,
+        "final_loss": final_loss,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": _plain(scheduler.state_dict()) if scheduler is not None else None,
+        "techniques": {t.name: s for t in techniques if (s := t.state_dict())},
+        "generator": generator.get_state(),
+        "rng": torch.get_rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load(path: Path, *, fingerprint: str, model: nn.Module) -> Saved | None:
+    """The checkpoint at `path` if it exists and fits this trial (`fingerprint`, and
+    `model`'s tensor layout); None otherwise, with the reason logged when a file was there."""
+    if not path.is_file():
+        return None
+    try:
+        # On the CPU: RNG states must stay there; restoring copies the rest to the device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, or holding more than tensors and values
+        return _ignored(path, f"unreadable: {type(err).__name__}: {str(err)[:200]}")
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        return _ignored(path, "written for another trial spec, data size, device or format")
+    if _layout(state.get("model")) != _layout(model.state_dict()):
+        return _ignored(path, "its model's tensors differ from this trial's model")
+    return Saved(
+        epoch=state["epoch"],
+        train_seconds=state["train_seconds"],
+        final_loss=state["final_loss"],
+        state=state,
+    )
+
+
+def _ignored(path: Path, reason: str) -> None:
+    log.warning("checkpoint %s ignored, training from scratch: %s", path, reason)
+
+
+def _layout(state: object) -> object:
+    """Names, shapes and dtypes of a state dict's tensors: what must match to load it."""
+    if not isinstance(state, dict):
+        return None
+    return {k: (tuple(v.shape), v.dtype) if torch.is_tensor(v) else v for k, v in state.items()}
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler's state without its functions (some PyTorch versions keep a bound anneal
+    function there): `weights_only` refuses code, and the rebuilt scheduler has its own."""
+    return {k: v for k, v in state.items() if not callable(v)}
