@@ -185,6 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         pruner=args.pruner,
     )
     pruner, epochs = config.space().pruner, config.space().train.epochs
+    if pruner.kind == "asha" and config.space().searches("train.epochs"):
+        raise UsageError(
+            "--pruner asha: successive halving compares trials at the same epoch, so not while "
+            "the space searches train.epochs; fix it (in the space or with --epochs)"
+        )
     if pruner.kind == "asha" and not pruner.rungs(epochs):
         raise UsageError(
             f"successive halving needs a rung before the last epoch: min_epochs "
@@ -197,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_budget(config.space(), splits.image_shape, splits.num_classes)
     storage = studies.open_storage(args.storage)
     _start_ray(args.address)  # an unreachable cluster fails before the study is written
-    study = studies.create_or_load(storage, name, space, config)
+    study = studies.create_or_load(storage, name, config.space(), config)
     if args.trials:  # continuing with a new target
         study.set_user_attr("trials", args.trials)
     return _run_study(study, studies.load_config(study), splits, args)
@@ -205,6 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     space = load(args.space)
+    if args.epochs:
+        space = space.with_epochs(args.epochs)
     design = ablate.make(space, args.design)
     seeds = ablate.seeds(args.seed, args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
@@ -212,6 +219,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
     print(design.describe(seeds))
+    for field in space.recipe:  # a design compares techniques on one recipe: the defaults
+        print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
         return 0
     config = StudyConfig(

@@ -67,7 +67,7 @@ def trial_row(
         "reason": trial.user_attrs.get("reason"),
     }
     if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
-        row.update(space.columns(space.replay(trial.params, seed)))
+        row.update(space.columns(trial.params, seed))
     return row
 
 

@@ -10,6 +10,9 @@ from optuna.trial import TrialState
 
 from search import study as studies
 from search.halving import PRUNED_EPOCH
+from spaces.space import TRAIN_PREFIX
+
+EPOCHS_PARAM = f"{TRAIN_PREFIX}epochs"  # a trial's epochs, where the recipe searches them
 
 COUNTS = ("params", "budget")  # objectives that count parameters: printed as 139,781
 
@@ -34,17 +37,19 @@ class Eta:
     second, all parallel trials together) this run has trained them so far.
 
     A trial still to start is expected to train as many epochs as the study's finished
-    trials did on average (fewer than all epochs once successive halving prunes).
+    trials did on average (fewer than all epochs once successive halving prunes, other
+    numbers where the recipe searches them); a running one, its own epochs.
     """
 
-    def __init__(self, study: optuna.Study, epochs: int):
-        self.study, self.epochs = study, epochs
+    def __init__(self, study: optuna.Study, epochs: int, halving: bool = False):
+        self.study, self.epochs, self.halving = study, epochs, halving
         self.start = time.perf_counter()
         self.trained = 0  # epochs trained in this run
-        self.at: dict[int, int] = {}  # running trial number -> epochs it has trained
+        # running trial number -> (epochs it has trained, epochs it trains)
+        self.at: dict[int, tuple[int, int]] = {}
 
-    def epoch(self, number: int, epoch: int) -> None:
-        self.at[number] = epoch
+    def epoch(self, number: int, epoch: int, epochs: int) -> None:
+        self.at[number] = (epoch, epochs)
         self.trained += 1
 
     def finished(self, number: int) -> None:
@@ -56,16 +61,17 @@ class Eta:
             return "?"
         trials = self.study.get_trials(deepcopy=False)
         spent = [
-            t.user_attrs.get(PRUNED_EPOCH, self.epochs)
+            t.user_attrs.get(PRUNED_EPOCH, t.params.get(EPOCHS_PARAM, self.epochs))
             for t in trials
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and studies.counted(t)
         ]
         per_trial = sum(spent) / len(spent) if spent else self.epochs
         done = sum(studies.counted(t) for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        # A running trial past the average is one halving kept: it goes to the end.
+        # Under halving, a running trial past the average is one it kept: it goes to the end.
         left = max(0, target - done - running) * per_trial + sum(
-            (per_trial if e < per_trial else self.epochs) - e for e in self.at.values()
+            (per_trial if self.halving and e < per_trial else epochs) - e
+            for e, epochs in self.at.values()
         )
         rate = self.trained / (time.perf_counter() - self.start)
         return duration(left / rate)

@@ -33,6 +33,7 @@ from search.study import StudyConfig
 from spaces import Space
 from trainer.budget import BudgetError, resolve_arch
 from trainer.data import Splits
+from trainer.models.net import stage_channels
 from trainer.train import Diverged, train
 
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
@@ -114,6 +115,7 @@ def train_trial(
     os.replace(partial, weights)  # atomic: a crash never leaves half a weights file
     return {
         **result.metrics(),
+        "channels": "-".join(map(str, stage_channels(result.model.arch))),
         "budget": spec.budget,
         "failure": "",
         "threads": threads,
@@ -156,7 +158,8 @@ class StudySearcher(Searcher):
         self.repeats = 0  # duplicate proposals in a row
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
-        self.eta = progress.Eta(study, space.train.epochs)
+        halving = bool(space.pruner.rungs(space.train.epochs))
+        self.eta = progress.Eta(study, space.train.epochs, halving)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if time.monotonic() < self.idle_until:
@@ -326,8 +329,8 @@ class StudySearcher(Searcher):
             return False
         epoch, accuracy = result[EPOCH_KEY], result["epoch_accuracy"]
         failpoints.reached("epoch")  # mid-trial, its epoch's checkpoint written
-        epochs = self.space.train.epochs
-        self.eta.epoch(trial.number, epoch)
+        epochs = self.space.replay(trial.params).train.epochs  # the recipe may search it
+        self.eta.epoch(trial.number, epoch, epochs)
         try:
             pruned = halving.report(self.study, trial, self.space.pruner, epochs, epoch, accuracy)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead

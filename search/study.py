@@ -47,6 +47,7 @@ RESULT_ATTRS = (
     "budget",
     "params",
     "flops",
+    "channels",  # the stem's and each stage's, as trained: after budget scaling
     "latency_ms",
     "latency_iqr_ms",
     "train_seconds",
@@ -157,7 +158,7 @@ class StudyConfig:
         # Studies stored before spaces kept their name have none: "space" stands in.
         space = parse({"name": "space", **self.space_source}, "<stored space>", stored=True)
         if self.epochs is not None:
-            space = replace(space, train=replace(space.train, epochs=self.epochs))
+            space = space.with_epochs(self.epochs)
         if self.pruner is not None:
             space = replace(space, pruner=replace(space.pruner, kind=self.pruner))
         return space

@@ -25,8 +25,10 @@ from spaces.space import (
     HyperRange,
     Protocol,
     PrunerChoice,
+    RecipeRange,
     Space,
     TechniqueChoice,
+    with_stage_ratio,
 )
 from trainer.budget import POLICIES, BudgetError, resolve_arch
 from trainer.models.net import BuildError
@@ -43,6 +45,23 @@ NAME_RULE = "1-100 characters A-Z a-z 0-9 . _ -, starting with a letter or digit
 MAX_STAGES = 32
 MAX_SIDE = 1024  # data.resize: larger images are not what an efficient-CNN search trains on
 MAX_PATH = 4096
+MAX_CHANNELS = 4096
+
+# The recipe's fields, with what each accepts, fixed or searched; undeclared, TrainSpec's
+# default. The budget scales channels afterwards, so the stage ratio's default means nothing.
+_TRAIN = TrainSpec()
+TRAIN_FIELDS = (
+    Hyper("epochs", _TRAIN.epochs, low=1, high=10_000, integer=True),
+    Hyper("batch_size", _TRAIN.batch_size, low=1, high=65_536, integer=True),
+    Hyper("lr", _TRAIN.lr, low=1e-6, high=10.0),
+    Hyper("momentum", _TRAIN.momentum, low=0.0, high=0.999),
+    Hyper("weight_decay", _TRAIN.weight_decay, low=0.0, high=0.1),
+    Hyper("nesterov", _TRAIN.nesterov, choices=(False, True)),
+    Hyper("schedule", _TRAIN.schedule, choices=SCHEDULES),
+    Hyper("crop_padding", _TRAIN.crop_padding, low=0, high=16, integer=True),
+    Hyper("flip", _TRAIN.flip, choices=(False, True)),
+)
+STAGE_RATIO = Hyper("stage_ratio", 1.0, low=0.25, high=4.0)
 
 
 def check_name(name: object, what: str) -> str:
@@ -148,7 +167,9 @@ class _Reader:
         return value
 
 
-def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) -> HyperRange:
+def _hyper_range(
+    reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange], extra: tuple[str, ...] = ()
+) -> HyperRange:
     """A hyperparameter as declared: a scalar fixes it, a list gives choices, a mapping
     {low, high, log} a range; each inside the registered range. Omitted: the registered range
     (or its default, for one the paper fixes). A conditional one follows the hyperparameter
@@ -193,7 +214,7 @@ def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) 
         if hyper.choices is not None:
             raise reader.fail(hyper.name, value, f"a value or list of values, {hyper.describe()}")
         sub = reader.section(hyper.name)
-        sub.only("low", "high", "log")
+        sub.only("low", "high", "log", *extra)
         low, high = check(sub.get("low", (int, float))), check(sub.get("high", (int, float)))
         if low > high:
             raise reader.fail(hyper.name, value, "low <= high")
@@ -202,6 +223,32 @@ def _hyper_range(reader: _Reader, hyper: Hyper, earlier: dict[str, HyperRange]) 
             raise reader.fail(hyper.name, value, "low > 0 on a log scale (or log: false)")
         return HyperRange(hyper, low=low, high=high, log=log)
     return HyperRange(hyper, fixed=check(value))
+
+
+def _recipe_field(
+    reader: _Reader, hyper: Hyper, kind: type | tuple[type, ...], default: Any
+) -> tuple[Any, RecipeRange | None]:
+    """A recipe field (`train.lr`, `model.stage_ratio`) as declared: a scalar fixes it; a
+    list gives choices and a mapping {low, high, log, default} a range, as for a technique's
+    hyperparameter. Returns the value the baseline trains, and the range when searched."""
+    value = reader.raw.get(hyper.name)
+    if not isinstance(value, list | dict):
+        choices = hyper.choices if kind is str else None
+        return reader.get(
+            hyper.name, kind, default, low=hyper.low, high=hyper.high, choices=choices
+        ), None
+    hyper_range = _hyper_range(reader, hyper, {}, extra=("default",))
+    declared = None
+    if isinstance(value, dict) and "default" in value:
+        key, declared = f"{hyper.name}.default", value["default"]
+        try:
+            declared = hyper.check(declared)
+        except ValueError:
+            raise reader.fail(key, declared, hyper.describe()) from None
+        if not hyper_range.low <= declared <= hyper_range.high:  # type: ignore[operator]
+            raise reader.fail(key, declared, f"a value in the range {hyper_range.describe()}")
+    recipe = RecipeRange.of(f"{reader.path}.{hyper.name}", hyper_range, declared)
+    return recipe.default, recipe
 
 
 def _switch(value: object) -> object:
@@ -244,7 +291,9 @@ def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
     return TechniqueChoice(name, switch, ranges)
 
 
-def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
+def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
+    """The declared stages; with a stage `ratio`, only the first declares its channels (the
+    others' are set from it by `with_stage_ratio`)."""
     raw = reader.raw.get("stages")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_STAGES:
         raise reader.fail(
@@ -254,14 +303,34 @@ def _stages(reader: _Reader) -> tuple[StageSpec, ...]:
     for i, item in enumerate(raw):
         stage = _Reader(item, reader.where, f"{reader.path}.stages[{i}]")
         stage.only("channels", "blocks", "downsample")
+        if ratio and i > 0 and "channels" in stage.raw:
+            raise stage.fail(
+                "channels",
+                stage.raw["channels"],
+                "no declaration: model.stage_ratio sets it (stages[0].channels * ratio**i)",
+            )
         stages.append(
             StageSpec(
-                channels=stage.get("channels", int, low=1, high=4096),
+                channels=1 if ratio and i > 0 else stage.get("channels", int, low=1, high=4096),
                 blocks=stage.get("blocks", int, 1, low=1, high=16),
                 downsample=stage.get("downsample", bool, True),
             )
         )
     return tuple(stages)
+
+
+def _check_ratio(model: _Reader, arch: ArchSpec, ratios: tuple[Any, ...]) -> None:
+    """Every stage ratio the space may train keeps every stage within MAX_CHANNELS."""
+    first, last = arch.stages[0].channels, len(arch.stages) - 1
+    widest = first * max(1.0, *ratios) ** last
+    if widest > MAX_CHANNELS:
+        largest = (MAX_CHANNELS / first) ** (1 / last)
+        raise model.fail(
+            "stage_ratio",
+            model.raw["stage_ratio"],
+            f"at most {largest:.3g} with {last + 1} stages from {first} channels "
+            f"(stage i has stages[0].channels * ratio**i, at most {MAX_CHANNELS})",
+        )
 
 
 def _protocol(top: _Reader) -> Protocol | None:
@@ -299,8 +368,9 @@ def _dataset(reader: _Reader) -> str:
     return value
 
 
-def _pruner(search: _Reader, epochs: int) -> PrunerChoice:
-    """`search.pruner`: `asha`, `none`, or {kind, min_epochs, reduction}."""
+def _pruner(search: _Reader, epochs: int, searched_epochs: bool) -> PrunerChoice:
+    """`search.pruner`: `asha`, `none`, or {kind, min_epochs, reduction}. Successive halving
+    compares trials at the same epoch of the same schedule, so not with epochs searched."""
     value = search.raw.get("pruner", "none")
     if value is False:  # YAML reads a bare `off` as false
         value = "none"
@@ -317,6 +387,13 @@ def _pruner(search: _Reader, epochs: int) -> PrunerChoice:
         min_epochs=sub.get("min_epochs", int, defaults.min_epochs, low=1, high=10_000),
         reduction=sub.get("reduction", int, defaults.reduction, low=2, high=100),
     )
+    if choice.kind == "asha" and searched_epochs:
+        raise sub.fail(
+            "kind",
+            choice.kind,
+            "'none' while train.epochs is searched (trials of other "
+            "lengths are at other points of their schedules at the same epoch)",
+        )
     if choice.kind == "asha" and not choice.rungs(epochs):
         raise sub.fail(
             "min_epochs",
@@ -385,32 +462,28 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     )
 
     model = top.section("model")
-    model.only("stem_channels", "stages", "downsample")
+    model.only("stem_channels", "stages", "downsample", "stage_ratio")
+    ratio, ratio_range = _recipe_field(model, STAGE_RATIO, (int, float), None)
     arch = ArchSpec(
-        stages=_stages(model),
-        stem_channels=model.get("stem_channels", int, 8, low=1, high=4096),
+        stages=_stages(model, ratio is not None),
+        stem_channels=model.get("stem_channels", int, 8, low=1, high=MAX_CHANNELS),
         downsample=model.get("downsample", str, "maxpool", choices=("maxpool", "stride")),
     )
+    if ratio is not None:
+        _check_ratio(model, arch, ratio_range.range.grid() if ratio_range else (ratio,))
+        arch = with_stage_ratio(arch, ratio)
 
     budget = top.section("budget", required=False)
     budget.only("params", "policy")
 
     train = top.section("train", required=False)
-    defaults = TrainSpec()
-    train.only(*vars(defaults))
-    train_spec = TrainSpec(
-        epochs=train.get("epochs", int, defaults.epochs, low=1, high=10_000),
-        batch_size=train.get("batch_size", int, defaults.batch_size, low=1, high=65_536),
-        lr=train.get("lr", (int, float), defaults.lr, low=1e-6, high=10.0),
-        momentum=train.get("momentum", (int, float), defaults.momentum, low=0.0, high=0.999),
-        weight_decay=train.get(
-            "weight_decay", (int, float), defaults.weight_decay, low=0.0, high=0.1
-        ),
-        nesterov=train.get("nesterov", bool, defaults.nesterov),
-        schedule=train.get("schedule", str, defaults.schedule, choices=SCHEDULES),
-        crop_padding=train.get("crop_padding", int, defaults.crop_padding, low=0, high=16),
-        flip=train.get("flip", bool, defaults.flip),
-    )
+    train.only(*(h.name for h in TRAIN_FIELDS))
+    values, recipe = {}, [] if ratio_range is None else [ratio_range]
+    for hyper in TRAIN_FIELDS:
+        kind = type(hyper.default) if hyper.choices or hyper.integer else (int, float)
+        values[hyper.name], searched = _recipe_field(train, hyper, kind, hyper.default)
+        recipe += [searched] if searched else []
+    train_spec = TrainSpec(**values)
 
     budgets = _budgets(budget)
     policy = budget.get("policy", str, "scale", choices=POLICIES)
@@ -459,6 +532,8 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         arch=arch,
         train=train_spec,
         techniques=choices,
+        recipe=tuple(recipe),
+        stage_ratio=ratio,
         budgets=budgets,
         budget_policy=policy,
         trials=search.get("trials", int, 20, low=1, high=1_000_000),
@@ -466,7 +541,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         objectives=tuple(objectives),
         baseline=tuple(baseline),
         protocol=_protocol(top),
-        pruner=_pruner(search, train_spec.epochs),
+        pruner=_pruner(search, train_spec.epochs, any(r.name == "train.epochs" for r in recipe)),
         source={**raw, "name": name},  # a stored space keeps the name its file gave it
     )
     return space

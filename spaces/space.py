@@ -9,8 +9,9 @@ resuming never re-implement the mapping.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import optuna
@@ -28,6 +29,8 @@ OBJECTIVES = {
     "latency_ms": "minimize",
 }
 BUDGET_PARAM = "budget.params"  # the trial parameter of a searched budget level
+TRAIN_PREFIX = "train."  # trial parameters of searched recipe fields: `train.lr`, ...
+STAGE_RATIO = "model.stage_ratio"  # the trial parameter of a searched stage width ratio
 SAMPLERS = ("tpe", "nsga2", "random")
 SWITCHES = ("search", "on", "off")
 PRUNERS = ("asha", "none")
@@ -105,6 +108,48 @@ class HyperRange:
 
 
 @dataclass(frozen=True)
+class RecipeRange:
+    """A searched field of the recipe (`train.lr`, `model.stage_ratio`): its range, and the
+    value the baseline and designed studies train, with where that value comes from."""
+
+    name: str  # the trial parameter
+    range: HyperRange
+    default: Value
+    default_from: str  # "declared default", "first choice", "midpoint", "geometric midpoint"
+
+    @classmethod
+    def of(cls, name: str, hyper_range: HyperRange, declared: Value | None) -> RecipeRange:
+        """The default is the declared one, else a list's first choice, else the middle of
+        the range (geometric on a log scale, rounded for an integer)."""
+        r = hyper_range
+        if declared is not None:
+            return cls(name, r, declared, "declared default")
+        if r.choices is not None:
+            return cls(name, r, r.choices[0], "first choice")
+        low, high = float(r.low), float(r.high)  # type: ignore[arg-type]
+        middle = math.sqrt(low * high) if r.log else (low + high) / 2
+        middle = min(max(middle, low), high)  # a square root may round past an end
+        value: Value = round(middle) if r.hyper.integer else middle
+        return cls(name, r, value, "geometric midpoint" if r.log else "midpoint")
+
+    def describe(self) -> str:
+        """`train.lr = 0.0775 (the geometric midpoint of [0.02, 0.3] log)`, for the terminal."""
+        shown = f"{self.default:g}" if isinstance(self.default, float) else repr(self.default)
+        return f"{self.name} = {shown} (the {self.default_from} of {self.range.describe()})"
+
+
+def with_stage_ratio(arch: ArchSpec, ratio: float) -> ArchSpec:
+    """`arch` with stage i `stages[0].channels * ratio**i` channels wide (rounded, at least
+    one): the width distribution across stages, before the budget scales them all."""
+    first = arch.stages[0].channels
+    stages = tuple(
+        replace(stage, channels=max(1, round(first * ratio**i)))
+        for i, stage in enumerate(arch.stages)
+    )
+    return replace(arch, stages=stages)
+
+
+@dataclass(frozen=True)
 class TechniqueChoice:
     """One technique's declaration: searched, always on or off, and its hyperparameters."""
 
@@ -165,7 +210,10 @@ class PrunerChoice:
 
 @dataclass(frozen=True)
 class Space:
-    """A validated preset. Build one with `spaces.load`."""
+    """A validated preset. Build one with `spaces.load`.
+
+    `arch` and `train` are the baseline's: a searched recipe field holds its default there,
+    and `recipe` says how each searched one is drawn."""
 
     name: str
     description: str
@@ -173,6 +221,9 @@ class Space:
     arch: ArchSpec
     train: TrainSpec
     techniques: dict[str, TechniqueChoice]
+    recipe: tuple[RecipeRange, ...] = ()
+    # `model.stage_ratio`: fixed, or the default of a searched one; None: channels as declared.
+    stage_ratio: float | None = None
     # Parameter budget levels: none, one, or several searched as the trial parameter
     # `budget.params`, each configuration scaled to (or checked against) its level.
     budgets: tuple[int, ...] = ()
@@ -190,12 +241,29 @@ class Space:
     def directions(self) -> list[str]:
         return [OBJECTIVES[o] for o in self.objectives]
 
+    def with_epochs(self, epochs: int) -> Space:
+        """This space trained for `epochs` epochs (`--epochs`), searched or not before."""
+        recipe = tuple(r for r in self.recipe if r.name != f"{TRAIN_PREFIX}epochs")
+        return replace(self, train=replace(self.train, epochs=epochs), recipe=recipe)
+
+    def searches(self, name: str) -> bool:
+        """Whether the recipe field `name` (`train.epochs`, `model.stage_ratio`) is searched."""
+        return any(r.name == name for r in self.recipe)
+
     def suggest(self, trial: optuna.Trial, seed: int = 0) -> TrialSpec:
-        """Ask `trial` for the budget level, every searched switch and hyperparameter; return
-        the spec."""
+        """Ask `trial` for the budget level, every searched recipe field, switch and
+        hyperparameter; return the spec."""
         budget = self.budgets[0] if len(self.budgets) == 1 else None
         if len(self.budgets) > 1:
             budget = trial.suggest_categorical(BUDGET_PARAM, list(self.budgets))
+        recipe = {r.name: r.range.suggest(trial, r.name) for r in self.recipe}
+        train = replace(
+            self.train,
+            **{k.removeprefix(TRAIN_PREFIX): v for k, v in recipe.items() if k != STAGE_RATIO},
+        )
+        arch = self.arch
+        if STAGE_RATIO in recipe:
+            arch = with_stage_ratio(arch, float(recipe[STAGE_RATIO]))
         enabled: dict[str, dict[str, Value]] = {}
         for name, choice in self.techniques.items():
             on = choice.switch == "on" or (
@@ -209,8 +277,8 @@ class Space:
                     values[h] = r.suggest(trial, key)
                 enabled[name] = values
         return TrialSpec(
-            arch=self.arch,
-            train=self.train,
+            arch=arch,
+            train=train,
             techniques=enabled,
             seed=seed,
             budget=budget,
@@ -219,11 +287,13 @@ class Space:
 
     def default_params(self, enabled: Iterable[str]) -> dict[str, Value]:
         """The parameters of the configuration with `enabled` (and every technique declared
-        `on`) switched on at their default hyperparameters, and the others off; at the largest
-        budget level when several are searched."""
+        `on`) switched on at their default hyperparameters, and the others off; with every
+        searched recipe field at its default; at the largest budget level when several are
+        searched."""
         params: dict[str, Value] = {}
         if len(self.budgets) > 1:
             params[BUDGET_PARAM] = max(self.budgets)
+        params.update({r.name: r.default for r in self.recipe})
         for name, choice in self.techniques.items():
             on = choice.switch == "on" or (choice.switch == "search" and name in enabled)
             if choice.switch == "search":
@@ -245,14 +315,22 @@ class Space:
         """The spec of a finished trial, from its parameter dict."""
         return self.suggest(optuna.trial.FixedTrial(params), seed)
 
-    def columns(self, spec: TrialSpec) -> dict[str, Value | None]:
-        """Every declared technique's switch and hyperparameters as flat `.`-named columns,
-        fixed ones included, and its budget, so an exported row says exactly what the trial
-        trained."""
+    def columns(self, params: dict[str, Value], seed: int = 0) -> dict[str, Value | None]:
+        """The trial of `params` as flat `.`-named columns, so that an exported row says
+        exactly what it trained: its budget, every recipe field (`train.lr`, searched or
+        not), the stages' channels before the budget scaled them (`model.stages`, stem
+        first) and the stage ratio that set them, every declared technique's switch and
+        hyperparameters, fixed ones included."""
+        spec = self.replay(params, seed)
         row: dict[str, Value | None] = {BUDGET_PARAM: spec.budget}
+        row.update({TRAIN_PREFIX + f.name: getattr(spec.train, f.name) for f in fields(spec.train)})
+        channels = [spec.arch.stem_channels, *(s.channels for s in spec.arch.stages)]
+        row["model.stages"] = "-".join(map(str, channels))
+        if self.stage_ratio is not None:
+            row[STAGE_RATIO] = params.get(STAGE_RATIO, self.stage_ratio)
         for name in self.techniques:
-            params = spec.techniques.get(name)
-            row[f"{name}.enabled"] = params is not None
+            values = spec.techniques.get(name)
+            row[f"{name}.enabled"] = values is not None
             for hyper in REGISTRY[name].hypers:
-                row[f"{name}.{hyper.name}"] = None if params is None else params[hyper.name]
+                row[f"{name}.{hyper.name}"] = None if values is None else values[hyper.name]
         return row

@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 from spaces import SpaceError, check_budget, loads, preset_names, resolve
 from trainer.data import DataError, load_dataset
+from trainer.spec import TrainSpec
 from trainer.techniques import REGISTRY
 
 EXAMPLES = 1200
@@ -99,6 +101,20 @@ NUMBERS = st.one_of(
 SCALARS = st.one_of(
     NUMBERS, st.booleans(), st.none(), st.sampled_from(ODD_STRINGS), st.text(max_size=30)
 )
+RECIPE_FIELDS = [f.name for f in fields(TrainSpec)]
+# Declarations each recipe field accepts, so that searched ones get suggested and replayed.
+USABLE: dict[str, list[Any]] = {
+    "epochs": [{"low": 1, "high": 3}, [2, 1]],
+    "batch_size": [[32, 64], {"low": 16, "high": 128, "log": True, "default": 100}],
+    "lr": [{"low": 0.01, "high": 0.3, "log": True}, [0.1, 0.05]],
+    "momentum": [{"low": 0.8, "high": 0.95, "default": 0.9}],
+    "weight_decay": [{"low": 1e-5, "high": 1e-3, "log": True}, [0, 5e-4]],
+    "nesterov": [[False, True]],
+    "schedule": [["constant", "cosine"]],
+    "crop_padding": [[0, 2], {"low": 0, "high": 4}],
+    "flip": [[True, False]],
+    "stage_ratio": [{"low": 1.0, "high": 2.0}, [0.5, 1.5], 1.25],
+}
 TAGS = ["!!int", "!!float", "!!bool", "!!timestamp", "!!binary", "!!null", "!!str", "!!set"]
 TAGS += ["!!python/object/apply:os.system", "!!python/name:os.system", "!custom"]
 
@@ -163,6 +179,31 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
         low = draw(st.one_of(st.sampled_from([0, 0.0, -1, hyper.low, 1e-300]), NUMBERS))
         rng = {"low": low, "high": draw(st.sampled_from([hyper.high, low])), "log": True}
         return document(set_at(doc, ("techniques", technique), {hyper.name: rng}))
+    if kind == "recipe":  # a searched recipe field: a range, choices or a scalar
+        field = draw(st.sampled_from([*RECIPE_FIELDS, "stage_ratio"]))
+        bound = st.one_of(st.integers(1, 16), st.floats(0.01, 1), st.floats(1, 4), NUMBERS)
+        value = draw(
+            st.one_of(
+                st.sampled_from(USABLE[field]),
+                st.fixed_dictionaries(
+                    {"low": bound, "high": bound},
+                    optional={"log": st.booleans(), "default": bound},
+                ),
+                st.lists(
+                    st.one_of(bound, st.sampled_from(["cosine", "constant", True, False])),
+                    max_size=4,
+                ),
+                SCALARS,
+            )
+        )
+        if field in RECIPE_FIELDS:
+            return document(set_at(doc, ("train", field), value))
+        doc = set_at(doc, ("model", "stage_ratio"), value)
+        if draw(st.booleans()):  # the ratio sets the later stages' channels: declare none
+            first, *later = doc["model"]["stages"]
+            later = [{k: v for k, v in s.items() if k != "channels"} for s in later]
+            doc = set_at(doc, ("model", "stages"), [first, *later])
+        return document(doc)
     if kind == "stages":
         stage = draw(
             st.one_of(st.just({"channels": 8}), SCALARS, st.dictionaries(SCALARS, SCALARS))
@@ -197,6 +238,7 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
 
 CLASSES = ["encoding", "unhashable", "tag", "nesting", "resize", "dataset", "alias", "size"]
 CLASSES += ["number", "budget", "name", "duplicate", "log", "stages", "structure", "bytes"]
+CLASSES += ["recipe"]
 DIGITS_SHAPE = ((1, 8, 8), 10)
 
 
@@ -208,7 +250,7 @@ def use(space: Any, kind: str, data_dir: Path) -> None:
     spec = space.suggest(trial)
     assert space.replay(trial.params) == spec
     assert space.replay(space.baseline_params()).arch == space.arch
-    if kind == "budget":
+    if kind in ("budget", "recipe"):
         check_budget(space, *DIGITS_SHAPE)
     if kind == "dataset":
         load_dataset(space.data.dataset, data_dir)

@@ -323,7 +323,7 @@ def test_one_scaled_budget_is_no_objective_and_levels_are_searched() -> None:
         trial = study.ask()
         spec = quick.suggest(trial)
         assert spec.budget == trial.params["budget.params"]
-        assert quick.columns(spec)["budget.params"] == spec.budget
+        assert quick.columns(trial.params)["budget.params"] == spec.budget
         levels.add(spec.budget)
     assert levels == {400, 1000, 2000}
     assert quick.replay(quick.baseline_params()).budget == 2000  # the reference: top level

@@ -115,11 +115,13 @@ def test_baseline_params_replay_to_the_baseline() -> None:
     space = load("mnist_budget_1_5k")
     spec = space.replay(space.baseline_params())
     assert set(spec.techniques) == {"depthwise", "gap"}
-    columns = space.columns(spec)
+    columns = space.columns(space.baseline_params())
     assert columns["depthwise.enabled"] and not columns["sam.enabled"]
     assert columns["sam.rho"] is None
     assert columns["budget.params"] == 1500
-    assert set(columns) == {"budget.params"} | {f"{n}.enabled" for n in REGISTRY} | {
+    assert columns["train.lr"] == 0.05 and columns["model.stages"] == "4-8-12-16"
+    recipe = {f"train.{f}" for f in vars(spec.train)} | {"model.stages"}
+    assert set(columns) == {"budget.params"} | recipe | {f"{n}.enabled" for n in REGISTRY} | {
         f"{n}.{h.name}" for n, cls in REGISTRY.items() for h in cls.hypers
     }
 
@@ -155,7 +157,7 @@ def test_sam_rho_is_drawn_from_the_range_of_its_branch_and_replays() -> None:
             assert 0.01 <= trial.params["sam.rho"] <= 0.2
             assert "sam.rho_adaptive" not in trial.params
         assert space.replay(trial.params) == spec
-        assert space.columns(spec)["sam.rho"] == sam["rho"]  # the export's effective rho
+        assert space.columns(trial.params)["sam.rho"] == sam["rho"]  # the effective rho
     assert seen == {False, True}
     adaptive = space.default_params(["sam"]) | {"sam.adaptive": True}
     adaptive.pop("sam.rho")
