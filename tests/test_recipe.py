@@ -5,6 +5,7 @@ defaults by the baseline and by designed studies."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import optuna
@@ -16,11 +17,14 @@ from test_searcher import Search, space_file
 
 import trainer.train
 from search import ablate, export
+from search import study as studies
 from search.study import StudyConfig
 from spaces import Space, SpaceError, load, parse, preset_names
+from spaces.schema import TRAIN_FIELDS
 from trainer.budget import resolve_arch
 from trainer.data import Splits, load_dataset, make_splits
 from trainer.models.net import Net, stage_channels
+from trainer.spec import TrainSpec
 from trainer.train import train
 
 # Every kind of recipe field: an integer range, integer choices, a float range on a log
@@ -55,6 +59,12 @@ def recipe(tmp_path: Path, trials: int = 3) -> Space:
 
 def raw_recipe(text: str = RECIPE) -> dict:
     return yaml.safe_load(text.replace("TRIALS", "3"))
+
+
+def test_every_recipe_field_can_be_declared() -> None:
+    assert [h.name for h in TRAIN_FIELDS] == [f.name for f in fields(TrainSpec)]
+    for hyper in TRAIN_FIELDS:  # undeclared: the trainer's default, as before
+        assert hyper.default == getattr(TrainSpec(), hyper.name)
 
 
 def test_fixed_recipes_are_read_as_before() -> None:
@@ -146,10 +156,12 @@ def test_every_kind_of_field_is_suggested_under_its_name_and_replayed_exactly(
         directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0)
     )
     seen: dict[str, set] = {k: set() for k in ("epochs", "batch_size", "schedule", "flip")}
+    keys = set()
     for _ in range(40):
         trial = study.ask()
         spec = space.suggest(trial)
         assert space.replay(trial.params) == spec
+        keys.add(studies.config_key(trial.params, 0))
         for name in seen:
             assert getattr(spec.train, name) == trial.params[f"train.{name}"]
             seen[name].add(getattr(spec.train, name))
@@ -159,6 +171,7 @@ def test_every_kind_of_field_is_suggested_under_its_name_and_replayed_exactly(
         assert 1.0 <= ratio <= 2.0
         assert [s.channels for s in spec.arch.stages] == [4, round(4 * ratio)]
         study.tell(trial, [0.5, 1.0])
+    assert len(keys) == 40  # a continuous lr and ratio: every draw another configuration
     assert seen == {
         "epochs": {1, 2},
         "batch_size": {64, 128},
