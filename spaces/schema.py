@@ -48,7 +48,7 @@ MAX_PATH = 4096
 MAX_CHANNELS = 4096
 
 # The recipe's fields, with what each accepts, fixed or searched; undeclared, TrainSpec's
-# default. The budget scales channels afterwards, so the stage ratio's default means nothing.
+# default. `model.stage_ratio` undeclared: the stages keep their declared channels.
 _TRAIN = TrainSpec()
 TRAIN_FIELDS = (
     Hyper("epochs", _TRAIN.epochs, low=1, high=10_000, integer=True),
@@ -303,7 +303,8 @@ def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
     for i, item in enumerate(raw):
         stage = _Reader(item, reader.where, f"{reader.path}.stages[{i}]")
         stage.only("channels", "blocks", "downsample")
-        if ratio and i > 0 and "channels" in stage.raw:
+        by_ratio = ratio and i > 0  # its channels are set by `with_stage_ratio`
+        if by_ratio and "channels" in stage.raw:
             raise stage.fail(
                 "channels",
                 stage.raw["channels"],
@@ -311,7 +312,7 @@ def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
             )
         stages.append(
             StageSpec(
-                channels=1 if ratio and i > 0 else stage.get("channels", int, low=1, high=4096),
+                channels=1 if by_ratio else stage.get("channels", int, low=1, high=MAX_CHANNELS),
                 blocks=stage.get("blocks", int, 1, low=1, high=16),
                 downsample=stage.get("downsample", bool, True),
             )
