@@ -453,6 +453,10 @@ def start_ray(address: str | None) -> None:
     listening on loopback only (see `search.cli.LOOPBACK_ENV`)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray starts workers 15 nice levels below its driver: on a shared machine the trials,
+    # which are the work, then get a sliver of the CPU. Here they run at the driver's level
+    # (`nice search ...` lowers both).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if ray.is_initialized():
         return
     local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
