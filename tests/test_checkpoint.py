@@ -180,6 +180,9 @@ def test_a_checkpoint_of_another_spec_is_ignored_with_its_reason(
 
 @pytest.mark.slow
 def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) -> None:
+    """The driver dies during the study's first trial, its baseline, after one epoch's
+    checkpoint: `search resume` trains the baseline again from that epoch, reaches the target
+    with nothing trained twice, and the export says which trial re-ran which."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     tag = procs.new_tag()
     env = {
@@ -189,7 +192,7 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
         "PYTHONUNBUFFERED": "1",
     }
     cli = [sys.executable, "-m", "search.cli"]
-    start = [*cli, "run", "quickstart", "--study", "c", "--storage", url, "--trials", "1"]
+    start = [*cli, "run", "quickstart", "--study", "c", "--storage", url, "--trials", "3"]
     start += ["--epochs", "3", "--parallel", "1"]
 
     def search(command: list[str], failpoint: str = "") -> subprocess.CompletedProcess:
@@ -207,9 +210,13 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         checkpoints = tmp_path / "runs" / "weights" / "c" / "checkpoints"
         assert list(checkpoints.glob("*.pt")), "no checkpoint after the first epoch"
+        killed_trials = optuna.load_study(study_name="c", storage=url).trials
+        assert [t.state for t in killed_trials] == [TrialState.RUNNING]
+        assert killed_trials[0].user_attrs["baseline"] is True
 
         resumed = search([*cli, "resume", "c", "--storage", url, "--parallel", "1"])
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "1 interrupted trial(s) queued to train again" in resumed.stdout
     finally:
         procs.kill_tagged(tag)  # whatever Ray left, should the reaper have failed
 
@@ -217,8 +224,15 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
     interrupted, rerun = study.trials[0], study.trials[1]
     assert interrupted.user_attrs["failure"] == studies.INTERRUPTED
     assert rerun.state == TrialState.COMPLETE and rerun.user_attrs["rerun_of"] == 0
+    assert rerun.user_attrs["baseline"] is True and rerun.params == interrupted.params
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    trained = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    keys = {studies.config_key(t.params, t.user_attrs["seed"]) for t in trained}
+    assert len(trained) == len(keys) == 3  # the target, nothing trained twice
     assert rerun.user_attrs["resumed_from_epoch"] >= 1
     assert rerun.user_attrs["train_seconds"] > 0
     assert not list(checkpoints.glob("*")), "the recorded trial's checkpoint is still there"
-    row = export.rows(study, studies.load_config(study), only_pareto=False)[1]
-    assert row["resumed_from_epoch"] == rerun.user_attrs["resumed_from_epoch"]
+    rows = export.rows(study, studies.load_config(study), only_pareto=False)
+    reruns = [r["rerun_of"] for r in rows]  # then new proposals (some over the budget)
+    assert reruns[:2] == [None, 0] and set(reruns[2:]) == {None}
+    assert rows[1]["resumed_from_epoch"] == rerun.user_attrs["resumed_from_epoch"]

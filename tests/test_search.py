@@ -3,9 +3,7 @@ and an interrupted study resumed. No mocks: these are the commands users run."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -185,93 +183,6 @@ def trained_keys(study: optuna.Study) -> list[str]:
         for t in study.get_trials(deepcopy=False)
         if studies.counted(t)
     ]
-
-
-def test_a_driver_killed_during_the_baseline_resumes_with_a_baseline(
-    search, tmp_path: Path
-) -> None:
-    url = storage_of(tmp_path)
-    run = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "k9"]
-    proc = subprocess.Popen(
-        [*run, "--trials", "3", "--storage", url, "--epochs", "2", "--parallel", "1"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, for the cleanup below
-    )
-    try:
-        deadline = time.monotonic() + 300
-        handed_to_ray = False
-        while time.monotonic() < deadline and not handed_to_ray and proc.poll() is None:
-            time.sleep(0.2)
-            with contextlib.suppress(KeyError):  # not created yet
-                study = optuna.load_study(study_name="k9", storage=url)
-                trials = study.trials
-                handed_to_ray = bool(trials) and "planned_params" in trials[0].user_attrs
-        assert handed_to_ray, "the baseline trial never started"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # Ray processes the driver left
-            os.killpg(proc.pid, signal.SIGKILL)
-    killed = optuna.load_study(study_name="k9", storage=url).trials
-    assert [t.state for t in killed] == [TrialState.RUNNING], "the kill came too late"
-    assert killed[0].user_attrs["baseline"] is True
-
-    resumed = search("resume", "k9", "--storage", url, "--parallel", "1")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "1 interrupted trial(s) queued to train again" in resumed.stdout
-    study = optuna.load_study(study_name="k9", storage=url)
-    interrupted, rerun = study.trials[0], study.trials[1]
-    assert interrupted.state == TrialState.FAIL
-    assert interrupted.user_attrs["failure"] == studies.INTERRUPTED
-    assert rerun.state == TrialState.COMPLETE and rerun.user_attrs["baseline"] is True
-    assert rerun.params == interrupted.params and rerun.user_attrs["rerun_of"] == 0
-    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    keys = trained_keys(study)
-    assert len(keys) == 3 and len(set(keys)) == 3  # the target, nothing trained twice
-
-    table = pd.read_csv(StringIO(search("export", "k9", "--storage", url).stdout))
-    assert list(table["rerun_of"].fillna(-1)) == [-1, 0, *[-1] * (len(table) - 2)]
-
-
-THREE_SWITCHES = """name: three
-description: three switches, eight configurations
-data: {dataset: digits, val_fraction: 0.2}
-model: {stem_channels: 4, stages: [{channels: 8}, {channels: 8}]}
-train: {epochs: 1, batch_size: 128}
-search: {trials: 8}
-techniques:
-  gap: search
-  se: {enabled: search, ratio: 0.25}
-  label_smoothing: {enabled: search, eps: 0.1}
-"""
-
-
-def test_a_space_of_8_configurations_trains_each_once_and_then_stops(
-    search, tmp_path: Path
-) -> None:
-    space = tmp_path / "three.yaml"
-    space.write_text(THREE_SWITCHES)
-    url = storage_of(tmp_path)
-    first = search("run", str(space), "--study", "s3", "--storage", url, "--parallel", "2")
-    assert first.returncode == 0, first.stderr + first.stdout
-    study = optuna.load_study(study_name="s3", storage=url)
-    keys = trained_keys(study)
-    assert len(keys) == 8 and len(set(keys)) == 8
-
-    more = search("run", str(space), "--study", "s3", "--trials", "12", "--storage", url)
-    assert more.returncode == 0, more.stderr + more.stdout
-    assert "all 8 configurations of the space are tried" in more.stdout
-    study = optuna.load_study(study_name="s3", storage=url)
-    assert trained_keys(study) == keys  # nothing more was trained
-
-    table = pd.read_csv(StringIO(search("export", "s3", "--storage", url).stdout))
-    duplicates = table[table["duplicate_of"].notna()]
-    assert len(table) == 8 + len(duplicates)
-    for _, row in duplicates.iterrows():
-        original = table[table["number"] == row["duplicate_of"]].iloc[0]
-        assert row["accuracy"] == original["accuracy"] and row["params"] == original["params"]
 
 
 def test_progress_line_follows_the_declared_objectives() -> None:
