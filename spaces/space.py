@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from trainer.models.net import stage_channels
 from trainer.spec import ArchSpec, TrainSpec, TrialSpec
 from trainer.techniques import REGISTRY
 from trainer.techniques.base import Hyper, Value
@@ -324,8 +325,7 @@ class Space:
         spec = self.replay(params, seed)
         row: dict[str, Value | None] = {BUDGET_PARAM: spec.budget}
         row.update({TRAIN_PREFIX + f.name: getattr(spec.train, f.name) for f in fields(spec.train)})
-        channels = [spec.arch.stem_channels, *(s.channels for s in spec.arch.stages)]
-        row["model.stages"] = "-".join(map(str, channels))
+        row["model.stages"] = "-".join(map(str, stage_channels(spec.arch)))
         if self.stage_ratio is not None:
             row[STAGE_RATIO] = params.get(STAGE_RATIO, self.stage_ratio)
         for name in self.techniques:
