@@ -30,7 +30,10 @@ FORMATS = ("csv", "json", "parquet")
 # The measurements as columns; how the trial ran (device, threads, and the epoch it resumed
 # from after an interruption) follows them in a row.
 HOW = ("device", "threads", "resumed_from_epoch")
-MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in HOW)
+# Measured values of recipe fields: the row shows them in the field's column, in place of
+# the value the configuration asked for.
+AS_TRAINED = {"batch_size": "train.batch_size"}
+MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in HOW and a not in AS_TRAINED)
 IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
 # A pruned trial trained only up to its rung: how far, and its validation accuracy there.
 HALVING = (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY)
@@ -68,6 +71,9 @@ def trial_row(
     }
     if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
         row.update(space.columns(trial.params, seed))
+        for attr, column in AS_TRAINED.items():
+            if trial.user_attrs.get(attr) is not None:  # studies before it record the asked
+                row[column] = trial.user_attrs[attr]
     return row
 
 

@@ -56,6 +56,7 @@ RESULT_ATTRS = (
     "device",
     "threads",
     "resumed_from_epoch",  # epochs an earlier, interrupted attempt had trained; 0: none
+    "batch_size",  # as trained: the whole train split when it is smaller than the one asked
 )
 # The Ray node that ran a trial, recorded for failures too.
 WHERE_ATTRS = ("node", "node_ip")

@@ -5,7 +5,7 @@ defaults by the baseline and by designed studies."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import optuna
@@ -257,6 +257,22 @@ def test_rows_show_the_recipe_and_channels_each_trial_trained(
         assert row["params"] == fit.params
     baseline = next(r for r in rows if r["baseline"])
     assert (baseline["train.lr"], baseline["train.batch_size"]) == (0.05, 64)
+
+
+def test_a_row_shows_the_batch_size_trained_not_the_one_asked(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """A train split smaller than the batch asked for is trained as one batch per step."""
+    small = replace(splits, x_train=splits.x_train[:40], y_train=splits.y_train[:40])
+    search = Search(tmp_path, recipe(tmp_path), small, trials=2)
+    search.drive()
+    trials = {t.number: t for t in search.study.get_trials(states=(TrialState.COMPLETE,))}
+    rows = export.rows(search.study, search.config, only_pareto=False)
+    assert {r["number"] for r in rows} == set(trials)
+    for row in rows:
+        assert trials[row["number"]].params["train.batch_size"] in (64, 128)
+        assert row["train.batch_size"] == 40
+        assert "batch_size" not in row
 
 
 def test_epochs_given_on_the_command_line_fix_a_searched_epochs(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class Result:
     images_per_second: float
     final_loss: float
     resumed_from_epoch: int  # epochs restored from a checkpoint; 0 when trained from scratch
+    batch_size: int  # as trained: the requested size, or the whole train split when smaller
     model: nn.Module
 
     def metrics(self) -> dict[str, float]:
@@ -265,5 +266,6 @@ def train(
         images_per_second=hp.epochs * steps_per_epoch * batch_size / train_seconds,
         final_loss=final_loss,
         resumed_from_epoch=first_epoch,
+        batch_size=batch_size,
         model=model,
     )
