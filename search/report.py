@@ -4,7 +4,8 @@ PNG figures.
 An ablation study (`search ablate`) gets the paper's table: per configuration, accuracy over
 its seeds, and its paired difference to the reference with Holm-corrected intervals
 (`search/stats.py`). A search study (`search run`) gets its Pareto front, hypervolume,
-importances and each switch's marginal effect. Both say where the numbers came from.
+the importance of each searched parameter, each switch's marginal effect and, when the
+recipe is searched, accuracy by recipe value. Both say where the numbers came from.
 
 Reading a study writes nothing to its storage. The test set is read only with `--test`, and
 only to add a column: every selection and every difference uses the validation accuracy.
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 from optuna._hypervolume import compute_hypervolume  # Optuna's exact WFG algorithm
 from optuna.importance import (
@@ -37,7 +39,7 @@ from optuna.trial import TrialState
 
 from search import export, latency, provenance, stats
 from search.study import StudyConfig
-from spaces.space import BUDGET_PARAM, OBJECTIVES
+from spaces.space import BUDGET_PARAM, OBJECTIVES, STAGE_RATIO, TRAIN_PREFIX
 from trainer.measure import RUNS, WARMUP
 
 # -- the document: written once as Markdown, once as HTML ------------------------------
@@ -336,11 +338,30 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
 # -- a search study -----------------------------------------------------------------
 
 
-def _switches(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
-    """The searched switches and budget level that actually varied among complete trials."""
-    names = [c for c in frame.columns if c.endswith(".enabled") or c == BUDGET_PARAM]
+def _varied(study: optuna.Study, frame: pd.DataFrame, names: list[str]) -> list[str]:
+    """Those of `names` the study searched and that actually varied among complete trials."""
     searched = set().union(*(t.params for t in study.get_trials(states=(TrialState.COMPLETE,))))
     return [n for n in names if n in searched and frame[n].nunique() > 1]
+
+
+def _switches(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
+    """The searched switches and budget level."""
+    names = [c for c in frame.columns if c.endswith(".enabled") or c == BUDGET_PARAM]
+    return _varied(study, frame, names)
+
+
+def _recipe(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
+    """The searched recipe fields (`train.lr`, ..., `model.stage_ratio`)."""
+    names = [c for c in frame.columns if c.startswith(TRAIN_PREFIX) or c == STAGE_RATIO]
+    return _varied(study, frame, names)
+
+
+def _distributions(study: optuna.Study) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each parameter's distribution, as the complete trials drew it."""
+    found: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        found.update(trial.distributions)
+    return found
 
 
 FANOVA_UP_TO = 1000  # complete trials; beyond, PED-ANOVA (~1000x faster at 10,000: optuna#5212)
@@ -349,9 +370,10 @@ FANOVA_UP_TO = 1000  # complete trials; beyond, PED-ANOVA (~1000x faster at 10,0
 def importance_table(
     study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
 ) -> pd.DataFrame:
-    """Importance of each switch per objective, normalised to sum to 1 per objective, over
-    the trained trials (duplicates, which reused a result, would count it twice)."""
-    switches = _switches(study, frame)
+    """Importance of each searched parameter (switch, budget, recipe field) per objective,
+    normalised to sum to 1 per objective, over the trained trials (duplicates, which reused
+    a result, would count it twice)."""
+    names = _switches(study, frame) + _recipe(study, frame)
     trained = optuna.create_study(directions=study.directions)  # in memory: storage untouched
     trained.add_trials(
         [t for t in study.get_trials(deepcopy=False) if t.number in set(frame["number"])]
@@ -360,7 +382,7 @@ def importance_table(
         evaluator: optuna.importance.BaseImportanceEvaluator = FanovaImportanceEvaluator(seed=0)
     else:
         evaluator = PedAnovaImportanceEvaluator(target_quantile=0.1)
-    table = pd.DataFrame({"switch": switches})
+    table = pd.DataFrame({"parameter": names})
     for i, name in enumerate(objectives):
         sign = -1.0 if OBJECTIVES[name] == "maximize" else 1.0  # PED-ANOVA minimises
 
@@ -374,12 +396,12 @@ def importance_table(
             with warnings.catch_warnings():  # the sign warning: the target is oriented above
                 warnings.simplefilter("ignore")
                 scores = get_param_importances(
-                    trained, evaluator=evaluator, params=switches, target=target
+                    trained, evaluator=evaluator, params=names, target=target
                 )
         except RuntimeError:  # fANOVA: every bootstrap tree saw one value (very few trials)
             table[name] = "too few trials"
             continue
-        table[name] = [round(float(scores.get(s, 0.0)), 3) for s in switches]
+        table[name] = [round(float(scores.get(s, 0.0)), 3) for s in names]
     return table
 
 
@@ -404,6 +426,65 @@ def marginal_table(frame: pd.DataFrame, switches: list[str]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def recipe_choice_table(frame: pd.DataFrame, choices: list[str]) -> pd.DataFrame:
+    """Validation accuracy per value of each recipe field searched among choices."""
+    rows = []
+    for name in choices:
+        for value, group in frame.groupby(name, sort=True)["accuracy"]:
+            rows.append(
+                {
+                    "field": name,
+                    "value": value,
+                    "trials": len(group),
+                    "accuracy % (95% CI)": _pm(stats.t_interval(group)),
+                    "best %": f"{group.max() * 100:.2f}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def recipe_range_figure(frame: pd.DataFrame, ranges: list[str], log: dict[str, bool]) -> Plot:
+    """Validation accuracy against each recipe field searched over a range."""
+    fig = Figure(figsize=(4.0 * len(ranges), 3.5))
+    for i, name in enumerate(ranges):
+        ax = fig.add_subplot(1, len(ranges), i + 1)
+        ax.scatter(frame[name], frame["accuracy"] * 100, color="#1f77b4")
+        if log[name]:  # labelled at 1, 2 and 5 times each power of ten
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+            for axis_format in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+                axis_format(ticker.StrMethodFormatter("{x:g}"))
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation accuracy %")
+    fig.tight_layout()
+    return Plot("recipe.png", _png(fig), "Accuracy against each recipe field searched in a range")
+
+
+def recipe_sections(doc: Document, study: optuna.Study, frame: pd.DataFrame) -> None:
+    """How accuracy varied with each searched recipe field: per choice, and against ranges."""
+    fields = _recipe(study, frame)
+    if not fields:
+        return
+    distributions = _distributions(study)
+    choices = [
+        n
+        for n in fields
+        if isinstance(distributions[n], optuna.distributions.CategoricalDistribution)
+    ]
+    ranges = [n for n in fields if n not in choices]
+    doc.heading("Accuracy by recipe value")
+    doc.text(
+        "Validation accuracy of the complete trials per value of each recipe field searched "
+        "among choices (95% t-intervals), and against each one searched in a range. The "
+        "sampler chose the trials: other parameters differ between the groups."
+    )
+    if choices:
+        doc.table(recipe_choice_table(frame, choices))
+    if ranges:
+        log = {n: bool(getattr(distributions[n], "log", False)) for n in ranges}
+        doc.figure(recipe_range_figure(frame, ranges, log))
 
 
 def reference_point(frame: pd.DataFrame, objectives: list[str]) -> list[float]:
@@ -481,6 +562,8 @@ def search_sections(
         or "(none)"
         for _, r in front.iterrows()
     ]
+    for name in _recipe(study, frame):  # what each trial trained with, when it was searched
+        table[name] = [f"{v:.3g}" if isinstance(v, float) else v for v in front[name]]
     if "test_accuracy" in front:
         table["test accuracy %"] = [f"{v * 100:.2f}" for v in front["test_accuracy"]]
     doc.table(table)
@@ -511,17 +594,17 @@ def search_sections(
         doc.figure(Plot("hypervolume.png", _png(fig), "Hypervolume over trials"))
 
     switches = _switches(study, frame)
-    doc.heading("Importance of each switch per objective")
-    if len(frame) < 4 or not switches:
-        doc.text("Too few complete trials, or no switch that varied, to estimate importance.")
+    doc.heading("Importance of each searched parameter per objective")
+    if len(frame) < 4 or not switches + _recipe(study, frame):
+        doc.text("Too few complete trials, or no parameter that varied, to estimate importance.")
     else:
         doc.text(
             "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0): the share of each "
-            "objective's variance across the trained trials that each switch explains, "
+            "objective's variance across the trained trials that each parameter explains, "
             "normalised to sum to 1 per objective."
             if len(frame) <= FANOVA_UP_TO
             else "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator): how much each "
-            "switch decides whether a trial is among the best 10% of one objective, "
+            "parameter decides whether a trial is among the best 10% of one objective, "
             "normalised to sum to 1 per objective."
         )
         doc.table(importance_table(study, frame, objectives))
@@ -532,6 +615,7 @@ def search_sections(
         "chosen by the sampler, not balanced: other switches differ between the groups."
     )
     doc.table(marginal_table(frame, switches))
+    recipe_sections(doc, study, frame)
 
 
 # -- provenance and the whole report ------------------------------------------------

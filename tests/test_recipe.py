@@ -13,10 +13,11 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from test_report import check_figures, table_rows
 from test_searcher import Search, space_file
 
 import trainer.train
-from search import ablate, export
+from search import ablate, export, report
 from search import study as studies
 from search.study import StudyConfig
 from spaces import Space, SpaceError, load, parse, preset_names
@@ -273,6 +274,43 @@ def test_a_row_shows_the_batch_size_trained_not_the_one_asked(
         assert trials[row["number"]].params["train.batch_size"] in (64, 128)
         assert row["train.batch_size"] == 40
         assert "batch_size" not in row
+
+
+def test_the_report_of_a_recipe_search_says_how_accuracy_varied_with_each_field(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, recipe(tmp_path), splits, trials=6)
+    search.drive()
+    doc = report.build(search.study, search.config)
+    markdown = doc.markdown()
+    frame = report.trials_frame(search.study, search.config)
+    fields = ("epochs", "batch_size", "lr", "schedule", "flip")
+    varied = [
+        f for f in (*(f"train.{n}" for n in fields), "model.stage_ratio") if frame[f].nunique() > 1
+    ]
+    assert {"train.lr", "model.stage_ratio"} <= set(varied)  # ranges: always varied
+    # The importance table ranks the recipe fields beside the switches.
+    importance = table_rows(markdown, "parameter")
+    assert {r["parameter"] for r in importance} >= set(varied)
+    # The front shows each trial's searched recipe.
+    front = table_rows(markdown, "trial")
+    trials = {t.number: t for t in search.study.trials}
+    for row in front:
+        assert float(row["train.lr"]) == pytest.approx(
+            trials[int(row["trial"])].params["train.lr"], rel=1e-2
+        )
+    # Per choice: each value's trials and mean, as the frame has them.
+    # Ranges (epochs, lr, stage ratio) are drawn against accuracy instead.
+    choices = table_rows(markdown, "field")
+    listed = set(varied) & {"train.batch_size", "train.schedule", "train.flip"}
+    assert {r["field"] for r in choices} == listed
+    for name in listed:
+        counts = frame[name].value_counts()
+        shown = {r["value"]: int(r["trials"]) for r in choices if r["field"] == name}
+        assert shown == {str(v): int(n) for v, n in counts.items()}
+    # Against the ranges: one figure.
+    report.write(doc, tmp_path / "rep")
+    check_figures(tmp_path / "rep", ["recipe.png"])
 
 
 def test_epochs_given_on_the_command_line_fix_a_searched_epochs(tmp_path: Path) -> None:

@@ -294,7 +294,8 @@ def test_search_report_draws_the_front_and_ranks_the_switches(search, tmp_path: 
     check_figures(out, ["pareto_latency.png", "pareto_params.png", "hypervolume.png"])
     front = table_rows(markdown, "trial")
     assert {int(r["trial"]) for r in front} == {t.number for t in study.best_trials}
-    importance = pd.DataFrame(table_rows(markdown, "switch")).set_index("switch").astype(float)
+    importance = pd.DataFrame(table_rows(markdown, "parameter")).set_index("parameter")
+    importance = importance.astype(float)
     assert importance["accuracy"].idxmax() == "mixup.enabled"
     assert importance["budget"].idxmax() == "budget.params"
     assert importance["latency_ms"].idxmax() == "se.enabled"
@@ -428,5 +429,5 @@ def test_a_small_search_report_says_what_it_cannot_estimate(search, tmp_path: Pa
     make_study(url, "few", "quickstart", trials)
     result = search("report", "few", "--storage", url, "-o", str(tmp_path / "rep"))
     assert result.returncode == 0, result.stderr
-    importance = table_rows((tmp_path / "rep" / "report.md").read_text(), "switch")
+    importance = table_rows((tmp_path / "rep" / "report.md").read_text(), "parameter")
     assert {r["budget"] for r in importance} == {"constant"}
