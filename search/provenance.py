@@ -24,6 +24,8 @@ from trainer.data import Splits
 
 ATTR = "provenance"
 PACKAGE = "cnn-ablation-search"
+ROOT = Path(__file__).resolve().parent.parent  # holds the three packages below
+SOURCES = ("search", "spaces", "trainer")
 
 
 def _version(package: str) -> str:
@@ -50,6 +52,19 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return commit + ("+dirty" if dirty else "")
+
+
+def code_fingerprint(root: Path = ROOT) -> str:
+    """The tool's source (Python files and presets, with their paths) as it runs now. It
+    names the code where git cannot: a copy without `.git` or with a stale one (the GPU
+    machine's), or uncommitted changes; equal fingerprints mean the same code."""
+    files = sorted(
+        path
+        for package in SOURCES
+        for path in (root / package).rglob("*")
+        if path.suffix in (".py", ".yaml") and path.is_file()
+    )
+    return digest([p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() for p in files])
 
 
 def cpu_model() -> str:
@@ -95,6 +110,7 @@ def environment() -> dict[str, Any]:
     return {
         "tool": f"{PACKAGE} {_version(PACKAGE)}",
         "commit": git_commit(),
+        "code": code_fingerprint(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "optuna": _version("optuna"),

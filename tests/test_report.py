@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from matplotlib import image
 from scipy import stats as scipy_stats
 
-from search import stats
+from search import provenance, stats
 from search.study import StudyConfig
 from spaces import load
 
@@ -234,9 +235,25 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and 'src="delta.png"' not in page
     assert "<table" in page and "+blurpool" in page
+    assert "| code |" in markdown and provenance.code_fingerprint() in markdown  # this code's
     for field in ("commit", "torch", "optuna", "ray", "device", "Space hash", "fingerprint"):
         assert field in markdown, field
     assert "Test set: not used" in markdown
+
+
+def test_the_code_fingerprint_names_the_source_wherever_it_is_copied(tmp_path: Path) -> None:
+    for package in provenance.SOURCES:
+        shutil.copytree(provenance.ROOT / package, tmp_path / package)
+    (tmp_path / "search" / "stale.pyc").write_bytes(b"compiled")  # not source
+    assert provenance.code_fingerprint(tmp_path) == provenance.code_fingerprint()
+    changed = tmp_path / "trainer" / "train.py"
+    changed.write_text(changed.read_text() + "\n")
+    assert provenance.code_fingerprint(tmp_path) != provenance.code_fingerprint()
+    changed.write_text(changed.read_text()[:-1])
+    assert provenance.code_fingerprint(tmp_path) == provenance.code_fingerprint()
+    preset = next((tmp_path / "spaces").rglob("*.yaml"))
+    preset.rename(preset.with_name("renamed.yaml"))  # a path is part of what the code is
+    assert provenance.code_fingerprint(tmp_path) != provenance.code_fingerprint()
 
 
 def test_report_of_a_missing_study_is_a_usage_error(search, tmp_path: Path) -> None:
