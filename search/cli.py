@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -493,9 +494,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (a batch scheduler's preemption, `timeout`, `docker stop`) ends a study as
+    Ctrl-C does: the running trials are recorded as interrupted, to train again at resume,
+    instead of waiting out the heartbeat grace period. Whoever handles SIGINT at that
+    moment (Ray Tune during a study, else Python's KeyboardInterrupt) handles it."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    on_term = signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
         return args.func(args)
     except (UsageError, SpaceError, DataError) as err:
@@ -508,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         print("search: interrupted", file=sys.stderr)
         return 130
     finally:
+        signal.signal(signal.SIGTERM, on_term)
         if "search.runner" in sys.modules:
             sys.modules["search.runner"].stop_ray()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -465,6 +466,7 @@ def start_ray(address: str | None) -> None:
     try:
         if address not in (None, "auto", "local"):
             _check_reachable(address.removeprefix("ray://"))
+        on_term = signal.getsignal(signal.SIGTERM)
         ray.init(
             address=address,
             **local,
@@ -473,6 +475,9 @@ def start_ray(address: str | None) -> None:
             log_to_driver=False,
             configure_logging=True,
         )
+        # Ray's own SIGTERM handler exits at once, leaving the trials RUNNING in the study.
+        if on_term is not None:  # None: a handler not set from Python, which Ray kept
+            signal.signal(signal.SIGTERM, on_term)
         failpoints.reached("ray")
     except (OSError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

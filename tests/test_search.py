@@ -121,7 +121,7 @@ techniques: {blurpool: search}
     assert "failed 2" in run.stdout
 
 
-def test_interrupted_study_resumes_to_its_target(tmp_path: Path) -> None:
+def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> None:
     url = storage_of(tmp_path)
     command = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "cut"]
     proc = subprocess.Popen(
@@ -143,7 +143,7 @@ def test_interrupted_study_resumes_to_its_target(tmp_path: Path) -> None:
             t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))
         }
     assert len(finished_before) >= 2, "no trial finished in time"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # as a scheduler or `timeout` stops it; it becomes Ctrl-C
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
     assert "search resume cut" in output
