@@ -495,10 +495,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _as_ctrl_c(signum: int, frame: object) -> None:
-    """SIGTERM (a batch scheduler's preemption, `timeout`, `docker stop`) ends a study as
-    Ctrl-C does: the running trials are recorded as interrupted, to train again at resume,
-    instead of waiting out the heartbeat grace period. Whoever handles SIGINT at that
-    moment (Ray Tune during a study, else Python's KeyboardInterrupt) handles it."""
+    """SIGTERM to the driver (`kill`, `timeout --foreground`, a scheduler's preemption) ends
+    a study as Ctrl-C does: the running trials are recorded as interrupted, to train again
+    at resume, instead of waiting out the heartbeat grace period. Whoever handles SIGINT at
+    that moment (Ray Tune during a study, else Python's KeyboardInterrupt) handles it."""
     os.kill(os.getpid(), signal.SIGINT)
 
 
