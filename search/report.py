@@ -116,6 +116,10 @@ class Document:
         )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -234,7 +238,7 @@ def ablation_table(
     effects = stats.effects([d for _, _, d in compared])
     effect_of = {label: (ref, e) for (label, ref, _), e in zip(compared, effects, strict=True)}
 
-    delta_ci = f"Δ CI (Holm, {len(effects)} tests)"
+    delta_ci = f"Δ CI (Holm, {_count(len(effects), 'test')})"
     columns = ["configuration", "techniques", "seeds", "accuracy % (95% CI)", "vs", "Δ points"]
     columns += [delta_ci, "p (Holm)", "within noise", "params", "FLOPs"]
     columns += ["latency ms", "latency IQR ms"]
@@ -305,8 +309,9 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
         "Accuracy is validation accuracy in percent, mean ± the half-width of its 95% "
         "Student-t interval over seeds. Δ is the mean of the paired per-seed differences to "
         "the configuration in `vs` (seed s is the same initialisation and data order in both), "
-        "in points. Its interval is a t-interval at Holm's level for its rank among all "
-        f"{len(effects)} comparisons of this table (1 - 0.05 / (m - rank + 1)); `p (Holm)` is "
+        "in points. Its interval is a t-interval at Holm's level for its rank among the "
+        f"{_count(len(effects), 'comparison')} of this table (1 - 0.05 / (m - rank + 1)); "
+        "`p (Holm)` is "
         "the Holm-adjusted p-value of the paired t-test. `within noise`: the adjusted p-value "
         "is at least 0.05, so the difference is not distinguished from seed noise."
     )
