@@ -4,11 +4,13 @@ that names the key and what is accepted, and a trial's parameters replay to the 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
+from search import ablate
 from search.study import StudyConfig
 from spaces import SpaceError, load, parse, preset_names
 from trainer.techniques import REGISTRY
@@ -40,6 +42,19 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         assert set(load(name).techniques) == set(REGISTRY)
     assert load("mnist_budget_1_5k").budgets == (1500,)
     assert load("cifar_budget_140k").budgets == (140_000,)
+
+
+DOCUMENTED = sorted((Path(__file__).resolve().parent.parent / "docs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", DOCUMENTED, ids=lambda p: p.name)
+def test_the_space_files_results_name_still_load_with_their_design(path: Path) -> None:
+    """RESULTS.md's commands train these files with `search ablate --design oat`: a schema
+    change must keep them valid, and their designs what the tables show."""
+    space = load(str(path))
+    assert space.description
+    labels = [c.label for c in ablate.make(space, "oat").configs]
+    assert labels[0] == "baseline" and "+blurpool" in labels
 
 
 @pytest.mark.parametrize(
