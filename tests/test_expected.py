@@ -2,7 +2,7 @@
 
 A preset declares `protocol: {version, expected: {epochs, accuracy, tolerance}}`, plus
 `train_images` to train on only the first images of the training split. The baseline
-(seed 0, the validation split of study seed 0) trained for `epochs` must land within
+(seed 0, the validation split of study seed 0, two threads) trained for `epochs` must land within
 `tolerance` of `accuracy`, on the real data when it is present. A change to the
 trainer, a technique or a preset that moves the number fails here: re-measure, update
 `expected` and bump `version`, so results recorded under the old version stay comparable.
@@ -50,7 +50,9 @@ def test_baseline_reaches_the_stated_accuracy(preset: str) -> None:
         splits = replace(splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
     spec = space.replay(space.baseline_params(), seed=0)
     spec = replace(spec, train=replace(spec.train, epochs=protocol.epochs))
-    accuracy = train(spec, splits, threads=1, latency_runs=2).accuracy
+    # Two threads: the CIFAR-10 net trains 2.5x faster than on one, and lands inside the
+    # same band (seeds 0-2: 0.2032, 0.2236, 0.2026 on two threads, 0.2162-0.2220 on one).
+    accuracy = train(spec, splits, threads=2, latency_runs=2).accuracy
     assert abs(accuracy - protocol.accuracy) <= protocol.tolerance, (
         f"{preset} protocol v{protocol.version}: the baseline reached {accuracy:.4f} after "
         f"{protocol.epochs} epochs, expected {protocol.accuracy} ± {protocol.tolerance}. If the "
