@@ -311,9 +311,9 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
         "the configuration in `vs` (seed s is the same initialisation and data order in both), "
         "in points. Its interval is a t-interval at Holm's level for its rank among the "
         f"{_count(len(effects), 'comparison')} of this table (1 - 0.05 / (m - rank + 1)); "
-        "`p (Holm)` is "
-        "the Holm-adjusted p-value of the paired t-test. `within noise`: the adjusted p-value "
-        "is at least 0.05, so the difference is not distinguished from seed noise."
+        "`p (Holm)` is the Holm-adjusted p-value of the paired t-test. `within noise`: the "
+        "adjusted p-value is at least 0.05, so the difference is not distinguished from seed "
+        "noise."
     )
     doc.table(table)
     doc.text(
@@ -343,42 +343,43 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
 # -- a search study -----------------------------------------------------------------
 
 
-def _varied(study: optuna.Study, frame: pd.DataFrame, names: list[str]) -> list[str]:
-    """Those of `names` the study searched and that actually varied among complete trials."""
-    searched = set().union(*(t.params for t in study.get_trials(states=(TrialState.COMPLETE,))))
-    return [n for n in names if n in searched and frame[n].nunique() > 1]
+Drawn = dict[str, optuna.distributions.BaseDistribution]
 
 
-def _switches(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
-    """The searched switches and budget level."""
-    names = [c for c in frame.columns if c.endswith(".enabled") or c == BUDGET_PARAM]
-    return _varied(study, frame, names)
-
-
-def _recipe(study: optuna.Study, frame: pd.DataFrame) -> list[str]:
-    """The searched recipe fields (`train.lr`, ..., `model.stage_ratio`)."""
-    names = [c for c in frame.columns if c.startswith(TRAIN_PREFIX) or c == STAGE_RATIO]
-    return _varied(study, frame, names)
-
-
-def _distributions(study: optuna.Study) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Each parameter's distribution, as the complete trials drew it."""
-    found: dict[str, optuna.distributions.BaseDistribution] = {}
+def _drawn(study: optuna.Study) -> Drawn:
+    """Every parameter the complete trials were given, with its distribution."""
+    found: Drawn = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         found.update(trial.distributions)
     return found
+
+
+def _varied(drawn: Drawn, frame: pd.DataFrame, names: list[str]) -> list[str]:
+    """Those of `names` the study searched and that actually varied among complete trials."""
+    return [n for n in names if n in drawn and frame[n].nunique() > 1]
+
+
+def _switches(drawn: Drawn, frame: pd.DataFrame) -> list[str]:
+    """The searched switches and budget level."""
+    names = [c for c in frame.columns if c.endswith(".enabled") or c == BUDGET_PARAM]
+    return _varied(drawn, frame, names)
+
+
+def _recipe(drawn: Drawn, frame: pd.DataFrame) -> list[str]:
+    """The searched recipe fields (`train.lr`, ..., `model.stage_ratio`)."""
+    names = [c for c in frame.columns if c.startswith(TRAIN_PREFIX) or c == STAGE_RATIO]
+    return _varied(drawn, frame, names)
 
 
 FANOVA_UP_TO = 1000  # complete trials; beyond, PED-ANOVA (~1000x faster at 10,000: optuna#5212)
 
 
 def importance_table(
-    study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
+    study: optuna.Study, frame: pd.DataFrame, objectives: list[str], names: list[str]
 ) -> pd.DataFrame:
-    """Importance of each searched parameter (switch, budget, recipe field) per objective,
-    normalised to sum to 1 per objective, over the trained trials (duplicates, which reused
-    a result, would count it twice)."""
-    names = _switches(study, frame) + _recipe(study, frame)
+    """Importance of each searched parameter in `names` (switches, budget, recipe fields)
+    per objective, normalised to sum to 1 per objective, over the trained trials
+    (duplicates, which reused a result, would count it twice)."""
     trained = optuna.create_study(directions=study.directions)  # in memory: storage untouched
     trained.add_trials(
         [t for t in study.get_trials(deepcopy=False) if t.number in set(frame["number"])]
@@ -467,16 +468,12 @@ def recipe_range_figure(frame: pd.DataFrame, ranges: list[str], log: dict[str, b
     return Plot("recipe.png", _png(fig), "Accuracy against each recipe field searched in a range")
 
 
-def recipe_sections(doc: Document, study: optuna.Study, frame: pd.DataFrame) -> None:
+def recipe_sections(doc: Document, frame: pd.DataFrame, fields: list[str], drawn: Drawn) -> None:
     """How accuracy varied with each searched recipe field: per choice, and against ranges."""
-    fields = _recipe(study, frame)
     if not fields:
         return
-    distributions = _distributions(study)
     choices = [
-        n
-        for n in fields
-        if isinstance(distributions[n], optuna.distributions.CategoricalDistribution)
+        n for n in fields if isinstance(drawn[n], optuna.distributions.CategoricalDistribution)
     ]
     ranges = [n for n in fields if n not in choices]
     doc.heading("Accuracy by recipe value")
@@ -488,7 +485,7 @@ def recipe_sections(doc: Document, study: optuna.Study, frame: pd.DataFrame) -> 
     if choices:
         doc.table(recipe_choice_table(frame, choices))
     if ranges:
-        log = {n: bool(getattr(distributions[n], "log", False)) for n in ranges}
+        log = {n: bool(getattr(drawn[n], "log", False)) for n in ranges}
         doc.figure(recipe_range_figure(frame, ranges, log))
 
 
@@ -545,6 +542,8 @@ def pareto_figures(frame: pd.DataFrame, latency_column: str) -> list[Plot]:
 def search_sections(
     doc: Document, study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
 ) -> None:
+    drawn = _drawn(study)
+    switches, recipe = _switches(drawn, frame), _recipe(drawn, frame)
     front = frame[frame["pareto"]].sort_values("accuracy", ascending=False)
     doc.heading(f"Pareto front: {', '.join(objectives)}")
     doc.text(
@@ -567,7 +566,7 @@ def search_sections(
         or "(none)"
         for _, r in front.iterrows()
     ]
-    for name in _recipe(study, frame):  # what each trial trained with, when it was searched
+    for name in recipe:  # what each trial trained with, when it was searched
         table[name] = [f"{v:.3g}" if isinstance(v, float) else v for v in front[name]]
     if "test_accuracy" in front:
         table["test accuracy %"] = [f"{v * 100:.2f}" for v in front["test_accuracy"]]
@@ -598,9 +597,8 @@ def search_sections(
         )
         doc.figure(Plot("hypervolume.png", _png(fig), "Hypervolume over trials"))
 
-    switches = _switches(study, frame)
     doc.heading("Importance of each searched parameter per objective")
-    if len(frame) < 4 or not switches + _recipe(study, frame):
+    if len(frame) < 4 or not switches + recipe:
         doc.text("Too few complete trials, or no parameter that varied, to estimate importance.")
     else:
         doc.text(
@@ -612,7 +610,7 @@ def search_sections(
             "parameter decides whether a trial is among the best 10% of one objective, "
             "normalised to sum to 1 per objective."
         )
-        doc.table(importance_table(study, frame, objectives))
+        doc.table(importance_table(study, frame, objectives, switches + recipe))
     doc.heading("Marginal effect of each switch on accuracy")
     doc.text(
         "Mean validation accuracy of the complete trials with the switch on and with it off "
@@ -620,7 +618,7 @@ def search_sections(
         "chosen by the sampler, not balanced: other switches differ between the groups."
     )
     doc.table(marginal_table(frame, switches))
-    recipe_sections(doc, study, frame)
+    recipe_sections(doc, frame, recipe, drawn)
 
 
 # -- provenance and the whole report ------------------------------------------------
