@@ -1,10 +1,12 @@
-"""Reading a space file, bounded: any file is accepted or refused within about a second.
+"""Space files: finding one (a shipped preset by name, from `spaces/presets/`, or any file
+by path), reading it bounded, and loading it into a `Space` through the schema.
 
-A space file is at most `MAX_BYTES` of UTF-8 YAML. It is read with a SafeLoader (no tag
-runs code) that also refuses duplicate keys (the last one would silently win), nesting
-deeper than `MAX_DEPTH`, and more than `MAX_VALUES` values, an alias counted as the values
-it repeats (a 1 KB alias bomb stands for billions). It reads `1e-3` as the float YAML 1.2
-makes of it, where YAML 1.1 (PyYAML) would read a string.
+Any file is accepted or refused within about a second. A space file is at most `MAX_BYTES`
+of UTF-8 YAML. It is read with a SafeLoader (no tag runs code) that also refuses duplicate
+keys (the last one would silently win), nesting deeper than `MAX_DEPTH`, and more than
+`MAX_VALUES` values, an alias counted as the values it repeats (a 1 KB alias bomb stands for
+billions). It reads `1e-3` as the float YAML 1.2 makes of it, where YAML 1.1 (PyYAML) would
+read a string.
 """
 
 from __future__ import annotations
@@ -20,11 +22,46 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from spaces.errors import SpaceError, show
+from spaces.schema import NAME, parse
+from spaces.space import Space
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_VALUES = 10_000  # a preset holds about 150; each costs PyYAML's pure-Python reader time
 MERGE = "tag:yaml.org,2002:merge"
+PRESETS = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """The names of the shipped presets, as `load` takes them."""
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped preset by name, or a space file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists() or NAME.fullmatch(name_or_path) is None:
+        return path
+    preset = PRESETS / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        raise SpaceError(
+            f"unknown preset {show(name_or_path)}; shipped presets: {', '.join(preset_names())} "
+            "(or give the path of a .yaml space file)"
+        )
+    return preset
+
+
+def load(name_or_path: str) -> Space:
+    """The space of a shipped preset or a space file; messages name the file, its path
+    shortened to its last 80 characters."""
+    path = resolve(name_or_path)
+    where = str(path) if len(str(path)) <= 80 else "..." + str(path)[-77:]
+    return loads(read_file(path), where)
+
+
+def loads(data: bytes, where: str = "<space>") -> Space:
+    """Validate the bytes of a space file: bounded YAML, then the schema."""
+    return parse(read_yaml(data, where), where)
 
 
 def read_file(path: Path) -> bytes:

@@ -1,21 +1,21 @@
-"""Reads and validates a preset file: every key known, every value in range, or one
-`SpaceError` that names the file, the key, the value (shortened) and what is accepted.
+"""The schema of a space file: `parse` checks each section of the loaded mapping (data,
+model, budget, train, search, techniques, protocol): every key known, every value in range,
+or one `SpaceError` that names the file, the key, the value (shortened) and what is accepted.
 
-The technique section is checked against the technique registry, so a new technique is
-searchable as soon as it is registered.
+It reads the mapping alone: finding and reading the file is `spaces.files`; what needs the
+data's image shape (does every network build, does the baseline fit the budget) is
+`spaces.checks`. The technique section is checked against the technique registry, so a new
+technique is searchable as soon as it is registered.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from spaces.errors import SpaceError, show
-from spaces.files import read_file, read_yaml
 from spaces.space import (
     OBJECTIVES,
     PRUNERS,
@@ -30,14 +30,12 @@ from spaces.space import (
     TechniqueChoice,
     with_stage_ratio,
 )
-from trainer.budget import POLICIES, BudgetError, resolve_arch
-from trainer.models.net import BuildError
+from trainer.budget import POLICIES
 from trainer.schedule import SCHEDULES
-from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
+from trainer.spec import ArchSpec, StageSpec, TrainSpec
 from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
 
-PRESETS = Path(__file__).parent / "presets"
 MAX_BUDGET = 10**10  # parameters; beyond, no network of this tool is buildable
 # Names become paths (runs/weights/<study>/): a safe character set, no leading dot.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -69,35 +67,6 @@ def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise SpaceError(f"{what} = {show(name)}: expected {NAME_RULE}")
     return name
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
-
-
-def resolve(name_or_path: str) -> Path:
-    """A shipped preset by name, or a space file by path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists() or NAME.fullmatch(name_or_path) is None:
-        return path
-    preset = PRESETS / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        raise SpaceError(
-            f"unknown preset {show(name_or_path)}; shipped presets: {', '.join(preset_names())} "
-            "(or give the path of a .yaml space file)"
-        )
-    return preset
-
-
-def load(name_or_path: str) -> Space:
-    path = resolve(name_or_path)
-    where = str(path) if len(str(path)) <= 80 else "..." + str(path)[-77:]
-    return loads(read_file(path), where)
-
-
-def loads(data: bytes, where: str = "<space>") -> Space:
-    """Validate the bytes of a space file: bounded YAML, then the schema."""
-    return parse(read_yaml(data, where), where)
 
 
 def _key_text(key: object) -> str:
@@ -430,6 +399,13 @@ def _default_objectives(budgets: tuple[int, ...], policy: str) -> list[str]:
     return ["accuracy", "params", "latency_ms"]
 
 
+def _name(top: _Reader, where: str) -> str:
+    """The space's name (default: the file's), which names studies and their weights folders."""
+    if "name" in top.raw:
+        return check_name(top.get("name", str), f"{where}: name")
+    return check_name(Path(where).stem, f"{where}: name (from the file name; set name:)")
+
+
 def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     """Validate a loaded preset mapping into a `Space`.
 
@@ -546,69 +522,3 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         source={**raw, "name": name},  # a stored space keeps the name its file gave it
     )
     return space
-
-
-def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
-    """Build, on the meta device, the networks the space can propose on these images: each
-    architecture technique at every value of its hyperparameters (every integer, every
-    choice, both ends of a float range), once with only the always-on techniques beside
-    it and once with every declared one. Refuse the space if one cannot be built, or
-    leaves a technique that is on with nothing to do.
-
-    Which blocks exist depends on each technique alone and on the model, not on pairs of
-    techniques, so this covers the space without building every combination (~0.1 s each).
-    """
-    declared = {
-        name: choice
-        for name, choice in space.techniques.items()
-        if REGISTRY[name].kind == "architecture" and choice.switch != "off"
-    }
-    defaults = {n: {h: r.default() for h, r in c.hypers.items()} for n, c in declared.items()}
-    always = {n: p for n, p in defaults.items() if declared[n].switch == "on"}
-    points = [
-        (name, dict(zip(choice.hypers, values, strict=True)))
-        for name, choice in declared.items()
-        for values in itertools.product(*(r.grid() for r in choice.hypers.values()))
-    ]
-    # Alone first, so a failure names the value that causes it.
-    configs = [always, *({**always, n: p} for n, p in points)]
-    configs += [{**defaults, n: p} for n, p in points]
-    seen: set[str] = set()
-    for techniques in configs:
-        if repr(techniques) in seen:
-            continue
-        seen.add(repr(techniques))
-        spec = TrialSpec(arch=space.arch, train=space.train, techniques=techniques, budget=None)
-        try:
-            resolve_arch(spec, in_shape, num_classes)
-        except BuildError as err:
-            values = ", ".join(
-                f"{n}.{h} = {v!r}" for n, p in techniques.items() for h, v in p.items()
-            )
-            on = ", ".join(techniques) or "no architecture technique"
-            image = "x".join(map(str, in_shape))
-            raise SpaceError(
-                f"{space.name}: with {on} on ({values or 'no hyperparameters'}) on {image} "
-                f"images: {err}"
-            ) from None
-
-
-def _name(top: _Reader, where: str) -> str:
-    """The space's name (default: the file's), which names studies and their weights folders."""
-    if "name" in top.raw:
-        return check_name(top.get("name", str), f"{where}: name")
-    return check_name(Path(where).stem, f"{where}: name (from the file name; set name:)")
-
-
-def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: int) -> None:
-    """Fit the baseline configuration to the budget, on the data's shape, before anything
-    starts: a budget nothing can fit would otherwise reject every trial of a running study."""
-    baseline = space.replay(space.baseline_params())
-    for level in space.budgets:
-        try:
-            resolve_arch(replace(baseline, budget=level), image_shape, num_classes)
-        except BudgetError as err:
-            raise SpaceError(
-                f"budget.params = {level}: the baseline configuration cannot fit it "
-                f"({str(err)[:120]}); choose a budget it can reach"
-            ) from None

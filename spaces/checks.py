@@ -1,0 +1,78 @@
+"""Cross-checks of a valid space against the data it will train on, run before a study
+starts: every network the space can propose builds on these images (`check_build`), and its
+baseline fits every budget level (`check_budget`).
+
+They need the image shape and class count, known only once the data set is read, so they
+are apart from the schema (`spaces.schema`), which checks the space file alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from spaces.errors import SpaceError
+from spaces.space import Space
+from trainer.budget import BudgetError, resolve_arch
+from trainer.models.net import BuildError
+from trainer.spec import TrialSpec
+from trainer.techniques import REGISTRY
+
+
+def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Build, on the meta device, the networks the space can propose on these images: each
+    architecture technique at every value of its hyperparameters (every integer, every
+    choice, both ends of a float range), once with only the always-on techniques beside
+    it and once with every declared one. Refuse the space if one cannot be built, or
+    leaves a technique that is on with nothing to do.
+
+    Which blocks exist depends on each technique alone and on the model, not on pairs of
+    techniques, so this covers the space without building every combination (~0.1 s each).
+    """
+    declared = {
+        name: choice
+        for name, choice in space.techniques.items()
+        if REGISTRY[name].kind == "architecture" and choice.switch != "off"
+    }
+    defaults = {n: {h: r.default() for h, r in c.hypers.items()} for n, c in declared.items()}
+    always = {n: p for n, p in defaults.items() if declared[n].switch == "on"}
+    points = [
+        (name, dict(zip(choice.hypers, values, strict=True)))
+        for name, choice in declared.items()
+        for values in itertools.product(*(r.grid() for r in choice.hypers.values()))
+    ]
+    # Alone first, so a failure names the value that causes it.
+    configs = [always, *({**always, n: p} for n, p in points)]
+    configs += [{**defaults, n: p} for n, p in points]
+    seen: set[str] = set()
+    for techniques in configs:
+        if repr(techniques) in seen:
+            continue
+        seen.add(repr(techniques))
+        spec = TrialSpec(arch=space.arch, train=space.train, techniques=techniques, budget=None)
+        try:
+            resolve_arch(spec, in_shape, num_classes)
+        except BuildError as err:
+            values = ", ".join(
+                f"{n}.{h} = {v!r}" for n, p in techniques.items() for h, v in p.items()
+            )
+            on = ", ".join(techniques) or "no architecture technique"
+            image = "x".join(map(str, in_shape))
+            raise SpaceError(
+                f"{space.name}: with {on} on ({values or 'no hyperparameters'}) on {image} "
+                f"images: {err}"
+            ) from None
+
+
+def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Fit the baseline configuration to the budget, on the data's shape, before anything
+    starts: a budget nothing can fit would otherwise reject every trial of a running study."""
+    baseline = space.replay(space.baseline_params())
+    for level in space.budgets:
+        try:
+            resolve_arch(replace(baseline, budget=level), image_shape, num_classes)
+        except BudgetError as err:
+            raise SpaceError(
+                f"budget.params = {level}: the baseline configuration cannot fit it "
+                f"({str(err)[:120]}); choose a budget it can reach"
+            ) from None
