@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from trainer.spec import ArchSpec, Value
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from trainer.models.net import Net
-    from trainer.spec import ArchSpec
 
-Value = bool | int | float | str
 # (logits, soft targets) -> scalar loss
 LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 Kind = Literal["architecture", "training"]
