@@ -7,7 +7,6 @@ a traced run through `train()`, and a newly registered technique without one fai
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ import spaces
 import trainer.train
 from trainer.budget import resolve_arch
 from trainer.data import Splits, load_dataset, make_splits
+from trainer.data.load import DATA_DIR_ENV, read_env
 from trainer.models.blurpool import BlurPool2d
 from trainer.models.net import ConvBNAct, Net
 from trainer.models.separable import SeparableConv2d
@@ -338,8 +338,8 @@ def test_one_cycle_survives_a_warm_up_of_exactly_one_step(
 
 
 def data_dir() -> Path:
-    """$ABLATION_DATA_DIR, else the shared data folder next to the checkout."""
-    configured = os.environ.get("ABLATION_DATA_DIR")
+    """$SEARCH_DATA_DIR, else the shared data folder next to the checkout."""
+    configured = read_env(DATA_DIR_ENV)
     return (
         Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
     )
