@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 
 import optuna
 import pytest
@@ -26,7 +25,6 @@ import spaces
 import trainer.train
 from trainer.budget import resolve_arch
 from trainer.data import Splits, load_dataset, make_splits
-from trainer.data.load import DATA_DIR_ENV, read_env
 from trainer.models.blurpool import BlurPool2d
 from trainer.models.net import ConvBNAct, Net
 from trainer.models.separable import SeparableConv2d
@@ -332,17 +330,6 @@ def test_one_cycle_survives_a_warm_up_of_exactly_one_step(
     lrs = [lr for lr, _ in steps]
     assert lrs[0] == pytest.approx(0.2)  # the warm-up's one step is its peak
     assert lrs[-1] == pytest.approx(0.2 / 25 / 1e4)
-
-
-# -- the MNIST baseline learns in one epoch -----------------------------------------------
-
-
-def data_dir() -> Path:
-    """$SEARCH_DATA_DIR, else the shared data folder next to the checkout."""
-    configured = read_env(DATA_DIR_ENV)
-    return (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
 
 
 # -- every trial of a budget preset lands inside its budget window ------------------------
