@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from trainer.data import DeviceData, Splits, load_dataset, make_splits
+from trainer.data.load import CACHE_DIR_ENV, DATA_DIR_ENV, read_env
 
 BATCH = 512
 PADDING = 4
@@ -70,9 +71,9 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 
 def load_times(name: str, data_dir: Path) -> tuple[Splits, dict[str, float]]:
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["ABLATION_CACHE_DIR"] = ""
+        os.environ[CACHE_DIR_ENV] = ""
         _, decode = timed(lambda: load_dataset(name, data_dir))
-        os.environ["ABLATION_CACHE_DIR"] = cache
+        os.environ[CACHE_DIR_ENV] = cache
         _, first = timed(lambda: load_dataset(name, data_dir))
         data, cached = timed(lambda: load_dataset(name, data_dir))
         splits, split_s = timed(lambda: make_splits(data, val_fraction=0.1, seed=0))
@@ -88,8 +89,7 @@ def load_times(name: str, data_dir: Path) -> tuple[Splits, dict[str, float]]:
 
 def main() -> None:
     default_dir = (
-        os.environ.get("ABLATION_DATA_DIR")
-        or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+        read_env(DATA_DIR_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "data"
     )
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path(default_dir))

@@ -24,15 +24,14 @@ from torch.utils.data import Dataset
 import spaces
 from trainer.budget import resolve_arch
 from trainer.data import Splits, load_dataset, make_splits
+from trainer.data.load import DATA_DIR_ENV, read_env
 from trainer.measure import count_flops, meta_model
 from trainer.spec import ArchSpec, TrialSpec
 from trainer.techniques.base import Value
 from trainer.train import train
 
 # The shared data folder next to the checkout, as the tests resolve it.
-DATA_DIR = Path(
-    os.environ.get("ABLATION_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
+DATA_DIR = Path(read_env(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
 # The two baseline families, by preset, with the name the tables print.
 PRESETS = {"mnist_budget_1_5k": "MNIST ~1.5K", "cifar_budget_140k": "CIFAR-10 ~140K"}
 

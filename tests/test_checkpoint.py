@@ -123,6 +123,28 @@ def test_train_seconds_cover_the_epochs_of_every_attempt(tmp_path: Path) -> None
     assert run(TINY, checkpoint).train_seconds > first
 
 
+def test_a_checkpoint_holds_the_keys_files_on_disk_have(tmp_path: Path) -> None:
+    """Files written before are resumed as they are: changing what a checkpoint holds means
+    raising `trainer.checkpoint.FORMAT`, and this list."""
+    checkpoint = tmp_path / "trial.pt"
+    with pytest.raises(Interrupted):
+        run(spec_of("swa+mixup"), checkpoint, stop_after=3)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert sorted(saved) == [
+        "epoch",
+        "final_loss",
+        "fingerprint",
+        "generator",
+        "model",
+        "optimizer",
+        "rng",
+        "scheduler",
+        "techniques",
+        "train_seconds",
+    ]
+    assert list(saved["techniques"]) == ["swa"] and list(saved["techniques"]["swa"]) == ["averaged"]
+
+
 def ignored(
     checkpoint: Path, spec: TrialSpec, caplog: pytest.LogCaptureFixture, reason: str
 ) -> None:

@@ -7,12 +7,10 @@ a traced run through `train()`, and a newly registered technique without one fai
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 
 import optuna
 import pytest
@@ -332,17 +330,6 @@ def test_one_cycle_survives_a_warm_up_of_exactly_one_step(
     lrs = [lr for lr, _ in steps]
     assert lrs[0] == pytest.approx(0.2)  # the warm-up's one step is its peak
     assert lrs[-1] == pytest.approx(0.2 / 25 / 1e4)
-
-
-# -- the MNIST baseline learns in one epoch -----------------------------------------------
-
-
-def data_dir() -> Path:
-    """$ABLATION_DATA_DIR, else the shared data folder next to the checkout."""
-    configured = os.environ.get("ABLATION_DATA_DIR")
-    return (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
 
 
 # -- every trial of a budget preset lands inside its budget window ------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import struct
 from pathlib import Path
 
@@ -13,10 +14,9 @@ from PIL import Image
 
 from trainer.data import DataError, load_dataset
 from trainer.data.base import channel_stats
+from trainer.data.load import CACHE_DIR_ENV, DATA_DIR_ENV, read_env, resolve_data_dir
 
-REAL_DATA = Path(
-    os.environ.get("ABLATION_DATA_DIR") or Path(__file__).parents[1].parent / "shared" / "data"
-)
+REAL_DATA = Path(read_env(DATA_DIR_ENV) or Path(__file__).parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def private_cache(
 ) -> Path:
     """Keep the decoded-array cache out of the user's home, fresh per test."""
     cache = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("ABLATION_CACHE_DIR", str(cache))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
     return cache
 
 
@@ -361,11 +361,35 @@ def test_cache_hit_and_invalidation(tmp_path: Path, private_cache: Path) -> None
     assert load_dataset(str(path)).x_train.max() == 7
 
 
+def test_older_variable_names_still_work_and_the_new_ones_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("ABLATION_DATA_DIR", str(tmp_path / "old"))
+    assert resolve_data_dir() == tmp_path / "old"
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "new"))
+    assert resolve_data_dir() == tmp_path / "new"
+
+    path = write_npz(tmp_path / "c.npz")
+    old, new = tmp_path / "old-cache", tmp_path / "new-cache"
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    monkeypatch.setenv("ABLATION_CACHE_DIR", str(old))
+    load_dataset(str(path))
+    assert old.is_dir() and not new.exists()
+    monkeypatch.setenv(CACHE_DIR_ENV, str(new))
+    load_dataset(str(path))
+    assert new.is_dir()
+    shutil.rmtree(new)
+    monkeypatch.setenv(CACHE_DIR_ENV, "")  # set but empty: the cache is off, whatever the alias
+    load_dataset(str(path))
+    assert not new.exists()
+
+
 # --- real data -----------------------------------------------------------------------------
 
 needs_real = pytest.mark.skipif(
     not REAL_DATA.is_dir(),
-    reason=f"real data sets not found at {REAL_DATA} (set ABLATION_DATA_DIR)",
+    reason=f"real data sets not found at {REAL_DATA} (set {DATA_DIR_ENV})",
 )
 
 

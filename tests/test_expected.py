@@ -10,7 +10,6 @@ trainer, a technique or a preset that moves the number fails here: re-measure, u
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,12 +17,13 @@ import pytest
 
 import spaces
 from trainer.data import DataError, load_dataset, make_splits
+from trainer.data.load import DATA_DIR_ENV, read_env
 from trainer.train import train
 
 
 def data_dir() -> Path:
-    """$ABLATION_DATA_DIR, else the shared data folder next to the checkout."""
-    configured = os.environ.get("ABLATION_DATA_DIR")
+    """$SEARCH_DATA_DIR, else the shared data folder next to the checkout."""
+    configured = read_env(DATA_DIR_ENV)
     return (
         Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
     )
@@ -43,7 +43,7 @@ def test_baseline_reaches_the_stated_accuracy(preset: str) -> None:
     try:
         data = load_dataset(space.data.dataset, data_dir())
     except DataError as err:
-        pytest.skip(f"{preset}: {space.data.dataset} not found (set ABLATION_DATA_DIR): {err}")
+        pytest.skip(f"{preset}: {space.data.dataset} not found (set {DATA_DIR_ENV}): {err}")
     splits = make_splits(data, val_fraction=space.data.val_fraction, seed=0)
     if protocol.train_images is not None:
         n = protocol.train_images

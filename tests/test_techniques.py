@@ -8,6 +8,13 @@ import torch.nn.functional as F
 
 from trainer.spec import ArchSpec, StageSpec
 from trainer.techniques import REGISTRY, Technique, build, rules
+from trainer.techniques.base import (
+    SLOT_ARCH,
+    SLOT_AVERAGING,
+    SLOT_BATCH,
+    SLOT_SCHEDULE,
+    SLOT_STEP,
+)
 from trainer.techniques.cutout import Cutout, cutout_batch
 from trainer.techniques.label_smoothing import LabelSmoothing, smooth_labels
 from trainer.techniques.mixup import Mixup, mixup_batch, sample_lambda
@@ -44,10 +51,10 @@ def test_defaults_lie_in_their_ranges(cls: type[Technique]) -> None:
 
 @pytest.mark.parametrize("cls", REGISTRY.values(), ids=REGISTRY.keys())
 def test_each_technique_fills_only_the_slots_of_its_kind(cls: type[Technique]) -> None:
-    slots = ("configure_arch", "batch", "step", "make_scheduler", "averaging_start")
+    slots = (SLOT_ARCH, SLOT_BATCH, SLOT_STEP, SLOT_SCHEDULE, SLOT_AVERAGING)
     filled = {slot for slot in slots if cls.fills(slot)}
     assert len(filled) == 1
-    assert (filled == {"configure_arch"}) == (cls.kind == "architecture")
+    assert (filled == {SLOT_ARCH}) == (cls.kind == "architecture")
 
 
 def test_batch_order_cutout_then_mixup_then_label_smoothing() -> None:

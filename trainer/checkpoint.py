@@ -7,19 +7,17 @@ set), the active scheduler, each technique's own state (SWA's averaged model), t
 and augmentation generator and the global RNG, the training time so far and the last
 epoch's loss. Resumed, training is bit-for-bit the run that was never interrupted (on CPU).
 
-Files are written atomically (a temporary file, then `os.replace`), so a kill mid-write
-leaves the previous checkpoint or none, never half of one. A file that cannot be read or
-was written for anything else (another spec, data size, device or format) is ignored with a
-logged reason: the trial then trains from scratch. Loaded with `weights_only=True`, so a
-checkpoint can hold tensors and plain values only, never code.
+Files are written atomically (trainer/atomic.py), so a kill mid-write leaves the previous
+checkpoint or none, never half of one. A file that cannot be read or was written for
+anything else (another spec, data size, device or format) is ignored with a logged reason:
+the trial then trains from scratch. Loaded with `weights_only=True`, so a checkpoint can hold
+tensors and plain values only, never code.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainer.atomic import write_atomic
 from trainer.spec import TrialSpec
 from trainer.techniques.base import Technique
 
@@ -45,6 +44,42 @@ def fingerprint(spec: TrialSpec, *, steps_per_epoch: int, batch_size: int, devic
     )
 
 
+@dataclass
+class TrainState:
+    """What training carries from one epoch to the next, and a checkpoint saves: the
+    network, its optimiser, the scheduler active now (the averaging one once averaging has
+    begun), the data and augmentation generator, and the techniques' own state. The global
+    RNG is not part of it: that belongs to the process (`save` and `Saved.restore` take it)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator
+    techniques: list[Technique]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only (a checkpoint is loaded with `weights_only=True`)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": _plain(self.scheduler.state_dict())
+            if self.scheduler is not None
+            else None,
+            "techniques": {t.name: s for t in self.techniques if (s := t.state_dict())},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put `state_dict`'s values back into these freshly built objects."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for technique in self.techniques:
+            technique.load_state_dict(state["techniques"].get(technique.name, {}), self.model)
+        self.generator.set_state(state["generator"])
+
+
 @dataclass(frozen=True)
 class Saved:
     """A checkpoint read back and checked against the trial about to train."""
@@ -54,58 +89,32 @@ class Saved:
     final_loss: float  # mean training loss of the last completed epoch
     state: dict[str, Any]
 
-    def restore(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        generator: torch.Generator,
-        techniques: Iterable[Technique],
-    ) -> None:
-        """Put the saved state into freshly built training objects. `scheduler` must be the
-        one active after epoch `self.epoch` (the averaging one once averaging has begun)."""
-        state = self.state
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        for technique in techniques:
-            technique.load_state_dict(state["techniques"].get(technique.name, {}), model)
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
+    def restore(self, state: TrainState) -> None:
+        """Put the saved state into `state`, freshly built, whose scheduler must be the one
+        active after epoch `self.epoch`; then the process's global RNG."""
+        state.load_state_dict(self.state)
+        torch.set_rng_state(self.state["rng"])
 
 
 def save(
     path: Path,
+    state: TrainState,
     *,
     fingerprint: str,
     epoch: int,
     train_seconds: float,
     final_loss: float,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    generator: torch.Generator,
-    techniques: Iterable[Technique],
 ) -> None:
-    """Write the state after `epoch` completed epochs to `path`, atomically."""
-    state = {
+    """Write `state` after `epoch` completed epochs to `path`, atomically."""
+    saved = {
         "fingerprint": fingerprint,
         "epoch": epoch,
         "train_seconds": train_seconds,
         "final_loss": final_loss,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": _plain(scheduler.state_dict()) if scheduler is not None else None,
-        "techniques": {t.name: s for t in techniques if (s := t.state_dict())},
-        "generator": generator.get_state(),
+        **state.state_dict(),
         "rng": torch.get_rng_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    write_atomic(path, lambda partial: torch.save(saved, partial))
 
 
 def load(path: Path, *, fingerprint: str, model: nn.Module) -> Saved | None:

@@ -1,4 +1,5 @@
-"""The base learning-rate schedule every trial shares, unless a technique owns the schedule.
+"""Who sets the learning rate when: the base schedule every trial shares, unless a technique
+owns the schedule, then the averaging phase.
 
 Without a shared decay, a technique that brings its own schedule (one-cycle) would be
 measured against a constant learning rate, and its gain would partly be "a decaying
@@ -8,8 +9,12 @@ schedule versus none". So every trial decays by the same rule; one-cycle replace
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+
+from trainer.spec import TrainSpec
+from trainer.techniques.base import SLOT_AVERAGING, SLOT_SCHEDULE, Technique, owner
 
 # "cosine": lr * (1 + cos(pi * t / T)) / 2 at optimiser step t of T, reaching zero after the
 # last step (SGDR's cosine without restarts). "constant": the trial's lr throughout.
@@ -28,3 +33,48 @@ def base_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total_steps) / total_steps))
     )
+
+
+class Phases:
+    """The two phases of a trial's learning rate (rule swa x one_cycle).
+
+    The main phase runs the schedule slot's owner (one-cycle), else the trial's base
+    schedule, over the steps before averaging begins; from `averaging_epoch` on, the
+    averager (SWA) owns the learning rate. Without an averager the main phase is the trial.
+    """
+
+    def __init__(
+        self,
+        techniques: Sequence[Technique],
+        hp: TrainSpec,
+        optimizer: torch.optim.Optimizer,
+        steps_per_epoch: int,
+    ) -> None:
+        self.averager = owner(techniques, SLOT_AVERAGING)
+        # The first epoch (0-based) of the averaging phase; the trial's epochs without one.
+        self.averaging_epoch = (
+            self.averager.averaging_start(hp.epochs) if self.averager else hp.epochs
+        )
+        self._schedule_owner = owner(techniques, SLOT_SCHEDULE)
+        self._hp = hp
+        self._optimizer = optimizer
+        self._steps_per_epoch = steps_per_epoch
+
+    def main_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The main phase's scheduler; None for a constant rate or a phase without steps."""
+        steps = self.averaging_epoch * self._steps_per_epoch
+        if steps == 0:
+            return None
+        if self._schedule_owner:
+            return self._schedule_owner.make_scheduler(self._optimizer, steps)
+        return base_scheduler(self._optimizer, self._hp.schedule, steps)
+
+    def begin_averaging(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """The averager takes over the learning rate. One-cycle cycles momentum; the
+        averaging phase trains at the trial's momentum."""
+        if self.averager is None:
+            raise RuntimeError("begin_averaging: no technique averages weights in this trial")
+        for group in self._optimizer.param_groups:
+            group["momentum"] = self._hp.momentum
+        steps = (self._hp.epochs - self.averaging_epoch) * self._steps_per_epoch
+        return self.averager.averaging_scheduler(self._optimizer, steps)

@@ -1,14 +1,17 @@
 """The trainer's input: a plain, typed description of one trial.
 
 Everything a trial needs to be rebuilt crosses process boundaries as this spec (or as the
-flat parameter dict a space turns into it), so it holds only plain values.
+flat parameter dict a space turns into it), so it holds only plain values. It imports
+nothing from the project (tests/test_layering.py): every layer may read it without pulling in
+torch or the technique registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.techniques.base import Value
+# A hyperparameter value, as it crosses process boundaries and is stored with a trial.
+Value = bool | int | float | str
 
 
 @dataclass(frozen=True)

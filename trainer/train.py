@@ -22,12 +22,13 @@ from torch import nn
 from trainer import checkpoint as checkpoints
 from trainer import techniques as registry
 from trainer.budget import resolve_arch
+from trainer.checkpoint import TrainState
 from trainer.data import DeviceData, Splits
 from trainer.measure import RUNS, count_flops, count_params, measure_latency
 from trainer.models.net import Net, stage_channels
-from trainer.schedule import base_scheduler
+from trainer.schedule import Phases
 from trainer.spec import ArchSpec, TrialSpec
-from trainer.techniques.base import LossFn, Technique
+from trainer.techniques.base import SLOT_BATCH, SLOT_STEP, LossFn, owner
 
 
 class Diverged(RuntimeError):
@@ -84,11 +85,6 @@ def channels_last_pays(arch: ArchSpec, device: torch.device, threads: int) -> bo
     On GPU, convolutions in reduced precision want channels_last.
     """
     return device.type == "cuda" or threads == 1 or max(stage_channels(arch)) >= 32
-
-
-def _owner(techniques: list[Technique], slot: str) -> Technique | None:
-    """The one technique filling `slot` (`registry.build` has rejected two owners)."""
-    return next((t for t in techniques if t.fills(slot)), None)
 
 
 @torch.inference_mode()
@@ -151,32 +147,14 @@ def train(
         weight_decay=hp.weight_decay,
         nesterov=hp.nesterov,
     )
-    # Schedule slot: the owner's schedule (one-cycle), else the trial's base schedule, over
-    # the steps before averaging begins (rule swa x one_cycle); the averager owns the rest.
-    averager = _owner(techniques, "averaging_start")
-    averaging_epoch = averager.averaging_start(hp.epochs) if averager else hp.epochs
-    main_steps = averaging_epoch * steps_per_epoch
-    schedule_owner = _owner(techniques, "make_scheduler")
-    if main_steps == 0:
-        scheduler = None
-    elif schedule_owner:
-        scheduler = schedule_owner.make_scheduler(optimizer, main_steps)
-    else:
-        scheduler = base_scheduler(optimizer, hp.schedule, main_steps)
-
-    def begin_averaging() -> torch.optim.lr_scheduler.LRScheduler:
-        """The averager takes over the learning rate. One-cycle cycles momentum; the
-        averaging phase trains at the trial's momentum."""
-        for group in optimizer.param_groups:
-            group["momentum"] = hp.momentum
-        return averager.averaging_scheduler(
-            optimizer, (hp.epochs - averaging_epoch) * steps_per_epoch
-        )
-
-    step_owner = _owner(techniques, "step")
+    # Schedule slot and averaging: the main schedule, then the averager's (trainer/schedule.py).
+    phases = Phases(techniques, hp, optimizer, steps_per_epoch)
+    averager = phases.averager
+    state = TrainState(model, optimizer, phases.main_scheduler(), generator, techniques)
+    step_owner = owner(techniques, SLOT_STEP)
     step = step_owner.step if step_owner else plain_step
     batch_transforms = sorted(
-        (t for t in techniques if t.fills("batch")), key=lambda t: t.batch_order
+        (t for t in techniques if t.fills(SLOT_BATCH)), key=lambda t: t.batch_order
     )
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -188,23 +166,17 @@ def train(
         checkpoints.load(checkpoint, fingerprint=fingerprint, model=model) if checkpoint else None
     )
     if saved is not None:
-        if averager and saved.epoch > averaging_epoch:
-            scheduler = begin_averaging()
-        saved.restore(
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            generator=generator,
-            techniques=techniques,
-        )
+        if averager and saved.epoch > phases.averaging_epoch:  # it saved the averaging scheduler
+            state.scheduler = phases.begin_averaging()
+        saved.restore(state)
     first_epoch = saved.epoch if saved else 0
     final_loss = saved.final_loss if saved else math.nan  # set by every epoch trained
 
     start = time.perf_counter() - (saved.train_seconds if saved else 0.0)
     loss_sum = torch.zeros((), device=device)
     for epoch in range(first_epoch, hp.epochs):
-        if averager and epoch == averaging_epoch:
-            scheduler = begin_averaging()
+        if averager and epoch == phases.averaging_epoch:
+            state.scheduler = phases.begin_averaging()
         model.train()
         loss_sum.zero_()
         batches = train_data.batches(
@@ -222,27 +194,23 @@ def train(
             with amp:
                 loss = step(model, soft_cross_entropy, x, targets, optimizer)
             loss_sum += loss
-            if scheduler is not None:
-                scheduler.step()
+            if state.scheduler is not None:
+                state.scheduler.step()
         # One host sync per epoch: a NaN in any step makes the sum NaN.
         final_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(final_loss):
             raise Diverged(f"training loss became {final_loss} in epoch {epoch + 1}")
-        if averager and epoch >= averaging_epoch:
+        if averager and epoch >= phases.averaging_epoch:
             averager.after_epoch(model)
         paused = time.perf_counter()  # checkpointing, validating and reporting is not training
         if checkpoint is not None:
             checkpoints.save(
                 checkpoint,
+                state,
                 fingerprint=fingerprint,
                 epoch=epoch + 1,
                 train_seconds=paused - start,
                 final_loss=final_loss,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                generator=generator,
-                techniques=techniques,
             )
         if on_epoch is not None:
             on_epoch(epoch + 1, evaluate(model, val_data))

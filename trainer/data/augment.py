@@ -18,24 +18,6 @@ from collections.abc import Callable
 import torch
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Pad each image by `padding` on every side, then crop a random window of the original size.
-
-    Padding reflects the image (like airbench) rather than adding zeros (torchvision's
-    default): a black border is an artificial edge the network can latch on to, and reflection
-    commutes with per-channel normalisation, so cropping before or after normalising gives the
-    same result. The padded image is never built: each output pixel reads the input at a
-    reflected, shifted index, out[n, :, i, j] = x[n, :, r(i + dy[n]), r(j + dx[n])] with
-    dy, dx uniform in [-padding, padding] and r mirroring about the border pixel.
-    """
-    return random_crop_flip(x, padding, False, generator)
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2, drawn independently per image."""
-    return random_crop_flip(x, 0, True, generator)
-
-
 def random_crop_flip(
     x: torch.Tensor,
     padding: int,
@@ -43,10 +25,19 @@ def random_crop_flip(
     generator: torch.Generator | None,
     index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """`random_crop` then, if `flip`, `random_flip` of the images `x[index]` (all if None).
+    """Randomly crop and, if `flip`, mirror the images `x[index]` (all if None).
 
-    Flipping a crop only reverses the columns it reads, so the pair costs one gather. `x` in
-    channels_last memory is read in place; other layouts are copied to it first.
+    Crop: pad each image by `padding` on every side, then take a random window of the
+    original size. Padding reflects the image (like airbench) rather than adding zeros
+    (torchvision's default): a black border is an artificial edge the network can latch on
+    to, and reflection commutes with per-channel normalisation, so cropping before or after
+    normalising gives the same result. The padded image is never built: each output pixel
+    reads the input at a reflected, shifted index, out[n, :, i, j] = x[n, :, r(i + dy[n]),
+    r(j + dx[n])] with dy, dx uniform in [-padding, padding] and r mirroring about the
+    border pixel. Flip: mirror each image left-right with probability 1/2, drawn
+    independently per image; flipping a crop only reverses the columns it reads, so the pair
+    costs one gather. `x` in channels_last memory is read in place; other layouts are copied
+    to it first.
     """
     total, c, h, w = x.shape
     if not 0 <= padding < min(h, w):

@@ -58,10 +58,6 @@ class DeviceData:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
-        """How many batches `batches` yields, for schedules that need steps per epoch."""
-        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
-
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images to float32 (x/255 - mean)/std, keeping `x`'s memory format."""
         return torch.addcmul(self._shift, x.float(), self._scale)

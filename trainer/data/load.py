@@ -5,7 +5,7 @@ image folder far longer), and every trial process of a study loads the same set.
 decoded arrays are written once as plain .npy files and later loads memory-map them: near
 instant, and the page cache shares one copy between all worker processes. The cache key is
 the source's resolved paths, sizes and modification times plus `resize`, so a changed file
-is decoded afresh. Set ABLATION_CACHE_DIR to move the cache, or to an empty string to turn
+is decoded afresh. Set SEARCH_CACHE_DIR to move the cache, or to an empty string to turn
 it off; by default it lives in ~/.cache/cnn-ablation-search/data.
 """
 
@@ -34,8 +34,11 @@ from trainer.data.standard import (
     standard_inputs,
 )
 
-DATA_DIR_ENV = "ABLATION_DATA_DIR"
-CACHE_DIR_ENV = "ABLATION_CACHE_DIR"
+DATA_DIR_ENV = "SEARCH_DATA_DIR"
+CACHE_DIR_ENV = "SEARCH_CACHE_DIR"
+# The names these had before they took the project's SEARCH_ prefix; still read, and a
+# variable set under its new name wins.
+ENV_ALIASES = {DATA_DIR_ENV: "ABLATION_DATA_DIR", CACHE_DIR_ENV: "ABLATION_CACHE_DIR"}
 CACHE_VERSION = 1  # bump when a loader's output for the same files changes
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -45,11 +48,19 @@ ACCEPTED = (
 )
 
 
+def read_env(name: str) -> str | None:
+    """The variable `name` (DATA_DIR_ENV or CACHE_DIR_ENV) if set, even empty, else its
+    older alias, else None."""
+    if name in os.environ:
+        return os.environ[name]
+    return os.environ.get(ENV_ALIASES[name])
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data folder: `data_dir` if given, else $ABLATION_DATA_DIR, else ./data."""
+    """The data folder: `data_dir` if given, else $SEARCH_DATA_DIR, else ./data."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
-    return Path(os.environ.get(DATA_DIR_ENV) or "data").expanduser()
+    return Path(read_env(DATA_DIR_ENV) or "data").expanduser()
 
 
 def load_dataset(
@@ -127,7 +138,7 @@ def _resized(data: ImageSet, resize: tuple[int, int] | None) -> ImageSet:
 
 
 def _cache_dir() -> Path | None:
-    configured = os.environ.get(CACHE_DIR_ENV)
+    configured = read_env(CACHE_DIR_ENV)
     if configured is not None:
         return Path(configured).expanduser() if configured else None
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -13,17 +13,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from trainer.spec import ArchSpec, Value
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from trainer.models.net import Net
-    from trainer.spec import ArchSpec
 
-Value = bool | int | float | str
 # (logits, soft targets) -> scalar loss
 LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 Kind = Literal["architecture", "training"]
+
+# The loop's slots, each named by the `Technique` method that fills it (see `fills`).
+SLOT_ARCH = "configure_arch"
+SLOT_BATCH = "batch"
+SLOT_STEP = "step"
+SLOT_SCHEDULE = "make_scheduler"
+SLOT_AVERAGING = "averaging_start"  # weight averaging, identified by its first slot
 
 
 @dataclass(frozen=True)
@@ -216,3 +223,8 @@ class Technique:
     @classmethod
     def fills(cls, slot: str) -> bool:
         return getattr(cls, slot) is not getattr(Technique, slot)
+
+
+def owner(techniques: Iterable[Technique], slot: str) -> Technique | None:
+    """The technique filling the single-owner `slot`, if any (`build` rejects two owners)."""
+    return next((t for t in techniques if t.fills(slot)), None)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from trainer.techniques.base import SLOT_AVERAGING, SLOT_SCHEDULE, SLOT_STEP
+
 RuleKind = Literal["resolution", "exclusive"]
 
 # Loop slots that at most one enabled technique may fill: the optimisation step, the
-# learning rate schedule, and weight averaging (identified by its first slot).
-ONE_OWNER_SLOTS: tuple[str, ...] = ("step", "make_scheduler", "averaging_start")
+# learning rate schedule, and weight averaging.
+ONE_OWNER_SLOTS: tuple[str, ...] = (SLOT_STEP, SLOT_SCHEDULE, SLOT_AVERAGING)
 
 
 @dataclass(frozen=True)
