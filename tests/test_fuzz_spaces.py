@@ -270,7 +270,7 @@ def outcome(data: bytes, kind: str, data_dir: Path) -> str:
 def test_mutated_spaces_are_valid_or_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ABLATION_CACHE_DIR", "")  # write nothing, even for valid data sets
+    monkeypatch.setenv("SEARCH_CACHE_DIR", "")  # write nothing, even for valid data sets
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     counts: Counter[tuple[str, str]] = Counter()
     seconds: Counter[str] = Counter()
