@@ -25,7 +25,7 @@ from common import DATA_DIR
 from optuna.trial import TrialState
 
 import spaces
-from search.halving import PRUNED_EPOCH
+from search.ledger import PRUNED_EPOCH
 from trainer.data import load_dataset
 
 

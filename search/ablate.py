@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from search import ledger
 from search.errors import UsageError
 from spaces import Space
 from trainer import techniques as registry
@@ -59,7 +60,11 @@ class Design:
         return [
             (
                 space.default_params(config.techniques),
-                {"config": config.label, "seed": seed, "baseline": config.label == "baseline"},
+                {
+                    ledger.CONFIG: config.label,
+                    ledger.SEED: seed,
+                    ledger.BASELINE: config.label == "baseline",
+                },
             )
             for seed in seeds
             for config in self.configs

@@ -1,9 +1,10 @@
-"""The `search` command: a table of subcommands, each a function with its own arguments.
+"""The `search` command: a table of subcommands (`COMMANDS`), each pairing its arguments
+with the function that runs it; this module parses and dispatches, nothing more.
 
 Every input is validated (arguments, space, data, budget, storage) before Ray starts and
 before the study is touched, so bad input costs one line (under 300 characters, any
 storage password masked) and exit status 2, and leaves the storage and the working
-directory as they were.
+directory as they were. Running a study is `search.session`'s.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
 import optuna
 
-from search import ablate, export, failpoints, heartbeat, latency, provenance, status
+from search import ablate, export, latency, ledger, session, status, storage
 from search import study as studies
 from search.errors import UsageError, mask_url
+from search.session import RUNS
 from search.study import StudyConfig
-from spaces import Space, SpaceError, check_budget, check_build, check_name, load, preset_names
+from spaces import SpaceError, check_budget, check_build, check_name, load, preset_names
 from spaces.space import PRUNERS
-from trainer.data import DataError, Splits, load_dataset, make_splits
+from trainer.data import DataError, Splits
 from trainer.techniques import REGISTRY, rules
 
-RUNS = Path("runs")
 MAX_MESSAGE = 300
 
 
@@ -72,17 +74,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _load_splits(space: Space, data_dir: str | None, seed: int, download: bool = False) -> Splits:
-    try:
-        data = load_dataset(
-            space.data.dataset, data_dir, resize=space.data.resize, download=download
-        )
-    except DataError as err:
-        raise DataError(f"data.dataset = {space.data.dataset[:60]!r}: {err}") from None
-    failpoints.reached("data")
-    return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
-
-
 def _output(text: str | None) -> Path | None:
     """The file `export -o` writes: its folder must exist, and it must not be a folder."""
     if text is None:
@@ -95,87 +86,105 @@ def _output(text: str | None) -> Path | None:
     return path
 
 
-# Ray binds its servers to the machine's network address unless it believes it runs alone on
-# a laptop; this flag, read when Ray is imported, keeps a Ray started here on loopback. Not
-# for --address: a driver on a cluster must be reachable from the other nodes.
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+def _existing_study(args: argparse.Namespace) -> tuple[optuna.Study, StudyConfig]:
+    """The study `args.study` names and its stored settings; creates nothing."""
+    study = studies.load_study(storage.open_storage(args.storage, create=False), args.study)
+    return study, studies.load_config(study)
 
 
-def _start_ray(address: str | None) -> None:
-    if address is None and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK_ENV, "0")
-    from search import runner  # Ray is imported only when trials are about to run
-
-    runner.start_ray(address)
+def _study_splits(settings: StudyConfig, data_dir: str | None) -> Splits:
+    """The study's splits, from its data directory or the one given now."""
+    data_dir = str(Path(data_dir).resolve()) if data_dir else settings.data_dir
+    return session.load_splits(settings.space(), data_dir, settings.seed)
 
 
-def _run_study(
-    study: optuna.Study, config: StudyConfig, splits: Splits, args: argparse.Namespace
+def _run(
+    study: optuna.Study, settings: StudyConfig, splits: Splits, args: argparse.Namespace
 ) -> int:
-    """Run the study to its target, print progress and the Pareto front."""
-    from search import runner  # Ray is imported only when trials are about to run
-
-    space = config.space()
-    provenance.record(study, splits)
-    orphans = studies.fail_orphans(study, config.grace_period)
-    if orphans:
-        print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
-    requeued = studies.requeue_interrupted(study)
-    if requeued:
-        print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
-    done, _ = studies.progress(study, config.grace_period)
-    print(
-        f"study {study.study_name!r}: {space.name}, {done}/{config.trials} trials done, "
-        f"{args.parallel} in parallel on {len(splits.y_train)} train / "
-        f"{len(splits.y_val)} validation images"
-    )
-    start = time.perf_counter()
-
-    def on_update(message: str) -> None:
-        done, _ = studies.progress(study, config.grace_period)
-        trials = study.get_trials(deepcopy=False)
-        failed = sum(t.state.name == "FAIL" and studies.counted(t) for t in trials)
-        pruned = sum(t.state.name == "PRUNED" for t in trials)
-        firsts = [t.values[0] for t in study.best_trials]
-        pick = max if space.directions[0] == "maximize" else min
-        best = pick(firsts, default=float("nan"))
-        print(
-            f"[{done}/{config.trials}] {message} | failed {failed}, pruned {pruned}, "
-            f"best {space.objectives[0]} "
-            f"{best:.4f}, {time.perf_counter() - start:.0f}s",
-            flush=True,
-        )
-
-    interrupted = runner.run_study(
+    return session.run(
         study,
-        space,
-        config,
+        settings,
         splits,
         parallel=args.parallel,
         gpus_per_trial=args.gpus_per_trial,
         address=args.address,
-        runs_dir=RUNS,
-        on_update=on_update,
     )
-    failpoints.reached("pareto")
-    untimed = latency.remeasure_pareto(study, config, splits)
-    if untimed:
-        print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
-    print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
-    print(export.summary(export.rows(study, config, only_pareto=True), space.objectives))
-    if interrupted:
-        print(
-            f"\ninterrupted: {interrupted} running trial(s) recorded as interrupted; "
-            f"continue with: search resume {study.study_name}"
-        )
-        return 130
-    return 0
+
+
+# Arguments several commands share.
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        help=f"Optuna storage URL or journal file (default: ${storage.STORAGE_ENV}, else "
+        f"{storage.DEFAULT_STORAGE})",
+    )
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    """An existing study: its name and storage."""
+    p.add_argument("study")
+    _storage_arg(p)
+
+
+def _study_data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
+
+
+def _space_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
+
+
+def _epochs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+
+
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel", type=_integer(1, 1024), default=1, help="trials at once")
+    p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
+    p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
+    p.add_argument("--data-dir", help="where data sets are read from")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let torchvision download a missing standard data set into --data-dir",
+    )
+
+
+# The commands: each one's arguments, then the function that runs it.
+
+
+def run_args(p: argparse.ArgumentParser) -> None:
+    _space_arg(p)
+    p.add_argument(
+        "--trials", type=_integer(1, 1_000_000), help="trial target (default: the preset's)"
+    )
+    p.add_argument("--study", type=_study_name, help="study name (default: <preset>-<date>-<time>)")
+    _epochs_arg(p)
+    p.add_argument(
+        "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=_integer(1, 86_400),
+        default=ledger.DEFAULT_GRACE,
+        help="seconds without a heartbeat after which a trial's driver counts as dead "
+        f"(default {ledger.DEFAULT_GRACE:.0f}; kept by the study)",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        help="successive halving (asha) or none (default: the space's search.pruner, else none)",
+    )
+    _storage_arg(p)
+    _runner_args(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     space = load(args.space)
     name = args.study or f"{space.name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = StudyConfig(
+    settings = StudyConfig(
         space_source=space.source,
         trials=args.trials or space.trials,
         seed=args.seed,
@@ -185,8 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         pruner=args.pruner,
     )
-    pruner, epochs = config.space().pruner, config.space().train.epochs
-    if pruner.kind == "asha" and config.space().searches("train.epochs"):
+    pruner, epochs = settings.space().pruner, settings.space().train.epochs
+    if pruner.kind == "asha" and settings.space().searches("train.epochs"):
         raise UsageError(
             "--pruner asha: successive halving compares trials at the same epoch, so not while "
             "the space searches train.epochs; fix it (in the space or with --epochs)"
@@ -198,15 +207,43 @@ def cmd_run(args: argparse.Namespace) -> int:
             "search.pruner.min_epochs"
         )
     # Read once, before the storage is touched: bad data costs nothing.
-    splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
+    splits = session.load_splits(settings.space(), settings.data_dir, settings.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
-    check_budget(config.space(), splits.image_shape, splits.num_classes)
-    storage = studies.open_storage(args.storage)
-    _start_ray(args.address)  # an unreachable cluster fails before the study is written
-    study = studies.create_or_load(storage, name, config.space(), config)
+    check_budget(settings.space(), splits.image_shape, splits.num_classes)
+    opened = storage.open_storage(args.storage)
+    session.start_ray(args.address)  # an unreachable cluster fails before the study is written
+    study = studies.create_or_load(opened, name, settings.space(), settings)
     if args.trials:  # continuing with a new target
-        study.set_user_attr("trials", args.trials)
-    return _run_study(study, studies.load_config(study), splits, args)
+        studies.set_target(study, args.trials)
+    return _run(study, studies.load_config(study), splits, args)
+
+
+def ablate_args(p: argparse.ArgumentParser) -> None:
+    _space_arg(p)
+    p.add_argument(
+        "--design",
+        default="oat",
+        help=f"one of {', '.join(ablate.DESIGNS)}: one technique at a time on the baseline, "
+        "leave one out of the full combination, both, or the paper's table (default oat)",
+    )
+    p.add_argument(
+        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
+    )
+    p.add_argument(
+        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
+    )
+    _epochs_arg(p)
+    p.add_argument(
+        "--seed",
+        type=_integer(0, 2**32 - 1000),
+        default=0,
+        help="split and sampler seed; the first seed",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the design and exit, touching nothing"
+    )
+    _storage_arg(p)
+    _runner_args(p)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -216,7 +253,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     design = ablate.make(space, args.design)
     seeds = ablate.seeds(args.seed, args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
-    splits = _load_splits(space, data_dir, args.seed, args.download)
+    splits = session.load_splits(space, data_dir, args.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
     print(design.describe(seeds))
@@ -224,7 +261,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
         return 0
-    config = StudyConfig(
+    settings = StudyConfig(
         space_source=space.source,
         trials=len(design.configs) * len(seeds),
         seed=args.seed,
@@ -235,87 +272,95 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         seeds=len(seeds),
         pruner="none",  # a design's comparisons need every configuration trained to the end
     )
-    storage = studies.open_storage(args.storage)
-    _start_ray(args.address)
+    opened = storage.open_storage(args.storage)
+    session.start_ray(args.address)
     name = args.study or f"{space.name[:70]}-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = studies.create_or_load(
-        storage,
+        opened,
         name,
         space,
-        config,
+        settings,
         queue=design.queue(space, seeds),
-        attrs={"ablation": design.attrs(seeds)},
+        attrs={studies.DESIGN_ATTR: design.attrs(seeds)},
     )
-    return _run_study(study, studies.load_config(study), splits, args)
+    return _run(study, studies.load_config(study), splits, args)
 
 
-def _existing_study(args: argparse.Namespace) -> tuple[optuna.Study, StudyConfig]:
-    """The study `args.study` names and its stored settings; creates nothing."""
-    study = studies.load_study(studies.open_storage(args.storage, create=False), args.study)
-    return study, studies.load_config(study)
+def resume_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    _runner_args(p)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    study, config = _existing_study(args)
+    study, settings = _existing_study(args)
     if args.data_dir:
-        config = StudyConfig(**{**vars(config), "data_dir": str(Path(args.data_dir).resolve())})
-    splits = _load_splits(config.space(), config.data_dir, config.seed, args.download)
-    _start_ray(args.address)
-    return _run_study(study, config, splits, args)
+        settings = replace(settings, data_dir=str(Path(args.data_dir).resolve()))
+    splits = session.load_splits(settings.space(), settings.data_dir, settings.seed, args.download)
+    session.start_ray(args.address)
+    return _run(study, settings, splits, args)
 
 
-def _study_splits(config: StudyConfig, data_dir: str | None) -> Splits:
-    """The study's splits, from its data directory or the one given now."""
-    data_dir = str(Path(data_dir).resolve()) if data_dir else config.data_dir
-    return _load_splits(config.space(), data_dir, config.seed)
+def export_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
+    p.add_argument("--format", choices=export.FORMATS, default="csv")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
+    _study_data_dir_arg(p)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet writes a binary file: give it with -o FILE")
     output = _output(args.output)
-    study, config = _existing_study(args)
-    table = export.rows(study, config, only_pareto=args.pareto)
-    if studies.progress(study)[0] == 0:
+    study, settings = _existing_study(args)
+    table = export.rows(study, settings, only_pareto=args.pareto)
+    if ledger.done(study.get_trials(deepcopy=False)) == 0:
         print(
             f"study {args.study!r} has no finished trials yet; continue it with "
             f"`search resume {args.study}`",
             file=sys.stderr,
         )
     if args.test:
-        splits = _study_splits(config, args.data_dir)
+        splits = _study_splits(settings, args.data_dir)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         for row in table:
             trial = by_number[row["number"]]
             if row["pareto"]:
-                row["test_accuracy"] = export.test_accuracy(trial, config, splits, study.study_name)
+                row["test_accuracy"] = export.test_accuracy(
+                    trial, settings, splits, study.study_name
+                )
     text = export.write(table, args.format, output)
     if text is not None:
         sys.stdout.write(text)
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    print(status.report(*_existing_study(args)))
-    return 0
+def report_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("-o", "--output", help="directory to write (default: runs/reports/<study>)")
+    p.add_argument(
+        "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
+    )
+    _study_data_dir_arg(p)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from search import report  # matplotlib and scipy are imported only to write a report
 
-    study, config = _existing_study(args)
+    study, settings = _existing_study(args)
     directory = Path(args.output or RUNS / "reports" / study.study_name)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"-o {directory}: exists and is not a directory; give a directory")
     test_accuracy = None
     if args.test:
-        splits = _study_splits(config, args.data_dir)
+        splits = _study_splits(settings, args.data_dir)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
 
         def test_accuracy(number: int) -> float:
-            return export.test_accuracy(by_number[number], config, splits, study.study_name)
+            return export.test_accuracy(by_number[number], settings, splits, study.study_name)
 
-    doc = report.build(study, config, test_accuracy)
+    doc = report.build(study, settings, test_accuracy)
     try:
         written = report.write(doc, directory)
     except OSError as err:
@@ -325,11 +370,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def remeasure_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p)
+    p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
+    _study_data_dir_arg(p)
+
+
 def cmd_remeasure(args: argparse.Namespace) -> int:
-    study, config = _existing_study(args)
-    splits = _study_splits(config, args.data_dir)
-    trials = study.get_trials(deepcopy=False) if args.all else studies.pareto_front(study)
-    alone, untimed = latency.remeasure(study, config, splits, trials, again=True)
+    study, settings = _existing_study(args)
+    splits = _study_splits(settings, args.data_dir)
+    trials = study.get_trials(deepcopy=False) if args.all else ledger.pareto_front(study)
+    alone, untimed = latency.remeasure(study, settings, splits, trials, again=True)
     for trial in trials:
         record = alone.get(str(trial.number))
         if record and trial.number not in untimed:
@@ -340,6 +391,15 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
     if untimed:
         print(f"not re-timed (trained on a GPU this machine lacks): trials {untimed}")
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(status.report(*_existing_study(args)))
+    return 0
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    """A command that takes no arguments."""
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -365,132 +425,45 @@ def cmd_techniques(args: argparse.Namespace) -> int:
     return 0
 
 
-def _storage_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--storage",
-        help=f"Optuna storage URL or journal file (default: ${studies.STORAGE_ENV}, else "
-        f"{studies.DEFAULT_STORAGE})",
-    )
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, what adds its arguments, and what runs it (an exit
+    status from the parsed arguments)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-def _study_data_dir_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="where data sets are read from (default: the study's)")
-
-
-def _runner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parallel", type=_integer(1, 1024), default=1, help="trials at once")
-    p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
-    p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
-    p.add_argument("--data-dir", help="where data sets are read from")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="let torchvision download a missing standard data set into --data-dir",
-    )
+# Adding a command is one entry here; `search -h` lists them in this order.
+COMMANDS = {
+    "run": Command("run a study, or continue one of the same name", run_args, cmd_run),
+    "ablate": Command(
+        "train a designed ablation: every configuration with paired seeds", ablate_args, cmd_ablate
+    ),
+    "resume": Command("continue an interrupted study to its trial target", resume_args, cmd_resume),
+    "export": Command("write a study's trials as CSV or JSON", export_args, cmd_export),
+    "report": Command(
+        "write a study's report: report.md, report.html, figures", report_args, cmd_report
+    ),
+    "remeasure": Command(
+        "re-time the Pareto trials' latency alone, one at a time, here",
+        remeasure_args,
+        cmd_remeasure,
+    ),
+    "status": Command("a study's progress, running trials and failures", _study_args, cmd_status),
+    "list": Command("the shipped presets", _no_args, cmd_list),
+    "techniques": Command("the registered techniques", _no_args, cmd_techniques),
+}
 
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="search", description="Ablation search for efficient CNNs.")
     sub = top.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="run a study, or continue one of the same name")
-    p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
-    p.add_argument(
-        "--trials", type=_integer(1, 1_000_000), help="trial target (default: the preset's)"
-    )
-    p.add_argument("--study", type=_study_name, help="study name (default: <preset>-<date>-<time>)")
-    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
-    p.add_argument(
-        "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
-    )
-    p.add_argument(
-        "--grace-period",
-        type=_integer(1, 86_400),
-        default=heartbeat.DEFAULT_GRACE,
-        help="seconds without a heartbeat after which a trial's driver counts as dead "
-        f"(default {heartbeat.DEFAULT_GRACE:.0f}; kept by the study)",
-    )
-    p.add_argument(
-        "--pruner",
-        choices=PRUNERS,
-        help="successive halving (asha) or none (default: the space's search.pruner, else none)",
-    )
-    _storage_arg(p)
-    _runner_args(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser(
-        "ablate", help="train a designed ablation: every configuration with paired seeds"
-    )
-    p.add_argument("space", help="a shipped preset name (see `search list`) or a .yaml file")
-    p.add_argument(
-        "--design",
-        default="oat",
-        help=f"one of {', '.join(ablate.DESIGNS)}: one technique at a time on the baseline, "
-        "leave one out of the full combination, both, or the paper's table (default oat)",
-    )
-    p.add_argument(
-        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
-    )
-    p.add_argument(
-        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
-    )
-    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
-    p.add_argument(
-        "--seed",
-        type=_integer(0, 2**32 - 1000),
-        default=0,
-        help="split and sampler seed; the first seed",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the design and exit, touching nothing"
-    )
-    _storage_arg(p)
-    _runner_args(p)
-    p.set_defaults(func=cmd_ablate)
-
-    p = sub.add_parser("resume", help="continue an interrupted study to its trial target")
-    p.add_argument("study")
-    _storage_arg(p)
-    _runner_args(p)
-    p.set_defaults(func=cmd_resume)
-
-    p = sub.add_parser("export", help="write a study's trials as CSV or JSON")
-    p.add_argument("study")
-    _storage_arg(p)
-    p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
-    p.add_argument("--format", choices=export.FORMATS, default="csv")
-    p.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
-    _study_data_dir_arg(p)
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("report", help="write a study's report: report.md, report.html, figures")
-    p.add_argument("study")
-    _storage_arg(p)
-    p.add_argument("-o", "--output", help="directory to write (default: runs/reports/<study>)")
-    p.add_argument(
-        "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
-    )
-    _study_data_dir_arg(p)
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser(
-        "remeasure", help="re-time the Pareto trials' latency alone, one at a time, here"
-    )
-    p.add_argument("study")
-    _storage_arg(p)
-    p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
-    _study_data_dir_arg(p)
-    p.set_defaults(func=cmd_remeasure)
-
-    p = sub.add_parser("status", help="a study's progress, running trials and failures")
-    p.add_argument("study")
-    _storage_arg(p)
-    p.set_defaults(func=cmd_status)
-
-    sub.add_parser("list", help="the shipped presets").set_defaults(func=cmd_list)
-    sub.add_parser("techniques", help="the registered techniques").set_defaults(func=cmd_techniques)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
     return top
 
 
@@ -519,8 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, on_term)
-        if "search.runner" in sys.modules:
-            sys.modules["search.runner"].stop_ray()
+        session.stop_ray()
 
 
 if __name__ == "__main__":

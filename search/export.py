@@ -12,35 +12,32 @@ from typing import Any
 
 import optuna
 import pandas as pd
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from search import failpoints, halving, progress
-from search import study as studies
+from search import failpoints, ledger, progress, weights
 from search.errors import UsageError
 from search.latency import ATTR, alone_ms
-from search.study import StudyConfig, weights_path
+from search.study import StudyConfig
 from spaces import Space
-from trainer.budget import resolve_arch
+from trainer.atomic import write_atomic
 from trainer.data import DeviceData, Splits
-from trainer.models.net import Net
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
 # The measurements as columns; how the trial ran (device, threads, and the epoch it resumed
 # from after an interruption) follows them in a row.
-HOW = ("device", "threads", "resumed_from_epoch")
+HOW = (ledger.DEVICE, ledger.THREADS, ledger.RESUMED_FROM_EPOCH)
 # Measured values of recipe fields: the row shows them in the field's column, in place of
 # the value the configuration asked for.
-AS_TRAINED = {"batch_size": "train.batch_size"}
-MEASURED = tuple(a for a in studies.RESULT_ATTRS if a not in HOW and a not in AS_TRAINED)
-IDENTITY = (*studies.CARRIED_ATTRS, "rerun_of", "duplicate_of")
+AS_TRAINED = {ledger.BATCH_SIZE: "train.batch_size"}
+MEASURED = tuple(a for a in ledger.RESULT_ATTRS if a not in HOW and a not in AS_TRAINED)
+IDENTITY = (*ledger.CARRIED_ATTRS, ledger.RERUN_OF, ledger.DUPLICATE_OF)
 # A pruned trial trained only up to its rung: how far, and its validation accuracy there.
-HALVING = (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY)
+HALVING = (ledger.PRUNED_EPOCH, ledger.PARTIAL_ACCURACY)
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
-    return {t.number for t in studies.pareto_front(study)}
+    return {t.number for t in ledger.pareto_front(study)}
 
 
 def measured(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
@@ -63,11 +60,11 @@ def trial_row(
         "accuracy_split": "validation",
         "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
         **{k: trial.user_attrs.get(k) for k in HOW},
-        **{k: trial.user_attrs.get(k) for k in studies.WHERE_ATTRS},
+        **{k: trial.user_attrs.get(k) for k in ledger.WHERE_ATTRS},
         **{k: trial.user_attrs.get(k) for k in IDENTITY + HALVING},
         "seed": seed,  # the training seed
-        "failure": trial.user_attrs.get("failure"),
-        "reason": trial.user_attrs.get("reason"),
+        "failure": trial.user_attrs.get(ledger.FAILURE),
+        "reason": trial.user_attrs.get(ledger.REASON),
     }
     if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
         row.update(space.columns(trial.params, seed))
@@ -77,30 +74,21 @@ def trial_row(
     return row
 
 
-def rows(study: optuna.Study, config: StudyConfig, *, only_pareto: bool) -> list[dict[str, Any]]:
-    space = config.space()
+def rows(study: optuna.Study, settings: StudyConfig, *, only_pareto: bool) -> list[dict[str, Any]]:
+    space = settings.space()
     pareto = pareto_numbers(study)
     trials = study.get_trials(deepcopy=False)
     if only_pareto:
         trials = [t for t in trials if t.number in pareto]
     alone = study.user_attrs.get(ATTR, {})
-    return [trial_row(t, space, studies.seed_of(t, config), pareto, alone) for t in trials]
+    return [trial_row(t, space, ledger.seed_of(t, settings.seed), pareto, alone) for t in trials]
 
 
 def test_accuracy(
-    trial: FrozenTrial, config: StudyConfig, splits: Splits, study_name: str
+    trial: FrozenTrial, settings: StudyConfig, splits: Splits, study_name: str
 ) -> float:
     """Accuracy of a finished trial's saved weights on the test split."""
-    path = weights_path(config, study_name, trial.number)
-    if not path.is_file():
-        raise UsageError(
-            f"no saved weights for trial {trial.number} at {path}; on a multi-machine cluster "
-            "the weights directory must be shared by every node"
-        )
-    spec = config.space().replay(trial.params, studies.seed_of(trial, config))
-    arch = resolve_arch(spec, splits.image_shape, splits.num_classes).arch
-    model = Net(arch, splits.image_shape, splits.num_classes)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model = weights.trained(trial, settings, splits, study_name)
     test = DeviceData(splits.x_test, splits.y_test, splits.mean, splits.std)
     return evaluate(model, test)
 
@@ -111,9 +99,8 @@ def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | Non
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet writes a binary file: give it with -o FILE")
-        partial = path.with_name(path.name + ".partial")
-        pd.DataFrame(table).to_parquet(partial, engine="pyarrow", index=False)
-        partial.replace(path)
+        frame = pd.DataFrame(table)
+        write_atomic(path, lambda partial: frame.to_parquet(partial, engine="pyarrow", index=False))
         return None
     if fmt == "csv":
         text = pd.DataFrame(table).to_csv(index=False)
@@ -121,13 +108,14 @@ def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | Non
         text = json.dumps(table, indent=2, default=str)
     if path is None:
         return text
-    partial = path.with_name(path.name + ".partial")
-    try:
+
+    def write_text(partial: Path) -> None:
         partial.write_text(text)
-        failpoints.reached("export")
-        partial.replace(path)
+        failpoints.reached("export")  # written, not yet renamed: a crash here leaves no file
+
+    try:
+        write_atomic(path, write_text)
     except OSError as err:
-        partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write {str(path)[:100]!r}: {err.strerror}") from None
     return None
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import ledger
 from spaces.space import PrunerChoice
 
-EPOCH_ACCURACY = "epoch_accuracy"  # validation accuracy after epochs 1, 2, ...
-PRUNED_EPOCH = "pruned_epoch"
-PARTIAL_ACCURACY = "partial_accuracy"
 # Trials whose accuracies a rung compares; a failed or interrupted trial is left out (an
 # interrupted one is trained again and would count twice).
 COMPARED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -31,7 +29,7 @@ COMPARED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
     """`trial`'s validation accuracy after `epoch`, if it reported one."""
-    accuracies = trial.user_attrs.get(EPOCH_ACCURACY, [])
+    accuracies = trial.user_attrs.get(ledger.EPOCH_ACCURACY, [])
     return accuracies[epoch - 1] if len(accuracies) >= epoch else None
 
 
@@ -63,13 +61,13 @@ def report(
 ) -> bool:
     """Record `trial`'s accuracy after `epoch`; when halving stops it there, tell the study
     PRUNED and return True. The baseline is never stopped."""
-    history = [*trial.user_attrs.get(EPOCH_ACCURACY, [])[: epoch - 1], accuracy]
-    trial.set_user_attr(EPOCH_ACCURACY, history)
-    if trial.user_attrs.get("baseline") or not stops(
+    history = [*trial.user_attrs.get(ledger.EPOCH_ACCURACY, [])[: epoch - 1], accuracy]
+    trial.set_user_attr(ledger.EPOCH_ACCURACY, history)
+    if trial.user_attrs.get(ledger.BASELINE) or not stops(
         study.get_trials(deepcopy=False), pruner, epochs, trial.number, epoch, accuracy
     ):
         return False
-    trial.set_user_attr(PRUNED_EPOCH, epoch)
-    trial.set_user_attr(PARTIAL_ACCURACY, accuracy)
+    trial.set_user_attr(ledger.PRUNED_EPOCH, epoch)
+    trial.set_user_attr(ledger.PARTIAL_ACCURACY, accuracy)
     study.tell(trial, state=TrialState.PRUNED)
     return True

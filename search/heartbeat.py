@@ -1,29 +1,26 @@
 """Heartbeats: how any driver, on any host, tells a live trial from one whose driver died.
 
-A driver stamps each trial it runs with the wall-clock time (user attribute `heartbeat`)
-when it asks for it and every `interval(grace)` seconds after, in whatever storage the study
-lives in. Optuna's own RDB heartbeat runs only inside `Study.optimize` and not for journal
-files, so a user attribute is the one mechanism that works for every storage. A RUNNING
-trial whose last stamp is older than the study's grace period belongs to a driver that died
-or hung: it is not counted towards the target, and the next driver to look, on any host,
-records it as interrupted. The hosts' clocks must agree to well within the grace period.
+A driver stamps each trial it runs with the wall-clock time (user attribute `heartbeat`,
+`search.ledger.HEARTBEAT`) when it asks for it and every `interval(grace)` seconds after, in
+whatever storage the study lives in. Optuna's own RDB heartbeat runs only inside
+`Study.optimize` and not for journal files, so a user attribute is the one mechanism that
+works for every storage. A RUNNING trial whose last stamp is older than the study's grace
+period belongs to a driver that died or hung (`search.ledger.is_live`): it is not counted
+towards the target, and the next driver to look, on any host, records it as interrupted.
+The hosts' clocks must agree to well within the grace period. This module holds the thread
+that beats; the ledger reads and writes the stamps.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 
 import optuna
-from optuna.trial import FrozenTrial
 
+from search import ledger
 from search.errors import mask_url
-
-ATTR = "heartbeat"
-DEFAULT_GRACE = 120.0  # seconds; a driver stamps four times per grace period
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +28,6 @@ log = logging.getLogger(__name__)
 def interval(grace: float) -> float:
     """Seconds between stamps: four beats per grace period, so one late beat is harmless."""
     return grace / 4
-
-
-def last_beat(trial: FrozenTrial) -> float:
-    """Unix time of the trial's last sign of life (its start, for trials never stamped)."""
-    stamp = trial.user_attrs.get(ATTR)
-    if stamp is not None:
-        return float(stamp)
-    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
-
-
-def age(trial: FrozenTrial, now: float | None = None) -> float:
-    return (time.time() if now is None else now) - last_beat(trial)
-
-
-def is_stale(trial: FrozenTrial, grace: float, now: float | None = None) -> bool:
-    return age(trial, now) > grace
-
-
-def stamp(storage: optuna.storages.BaseStorage, trial_ids: Iterable[int]) -> None:
-    """Record a heartbeat now for each trial; a trial that finished meanwhile is skipped."""
-    now = time.time()
-    for trial_id in trial_ids:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            storage.set_trial_user_attr(trial_id, ATTR, now)
 
 
 class Heartbeat:
@@ -84,7 +57,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(interval(self.grace)):
             try:
-                stamp(self.storage, list(self.live()))
+                ledger.stamp(self.storage, list(self.live()))
                 self.reap()
             except Exception as err:  # a storage hiccup must not end the heartbeat
                 log.warning("heartbeat: %s", mask_url(str(err)) or type(err).__name__)

@@ -17,13 +17,11 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from search import study as studies
+from search import ledger, weights
 from search.provenance import device_name
 from search.study import StudyConfig
-from trainer.budget import resolve_arch
 from trainer.data import Splits
 from trainer.measure import WARMUP, measure_latency
-from trainer.models.net import Net
 from trainer.train import channels_last_pays
 
 ATTR = "latency_ms_alone"
@@ -37,7 +35,7 @@ def alone_ms(record: dict[str, Any] | float | None) -> float | None:
 
 def remeasure(
     study: optuna.Study,
-    config: StudyConfig,
+    settings: StudyConfig,
     splits: Splits,
     trials: Iterable[FrozenTrial],
     *,
@@ -47,29 +45,24 @@ def remeasure(
     in the study; returns all records so far and the trials that could not be timed here
     (trained on a GPU this process does not have)."""
     alone: dict[str, Any] = dict(study.user_attrs.get(ATTR, {}))
-    space = config.space()
     threads = torch.get_num_threads()
     skipped = []
     for trial in trials:
         if (
             trial.state != optuna.trial.TrialState.COMPLETE
-            or "duplicate_of" in trial.user_attrs  # its original is the one trained
+            or ledger.DUPLICATE_OF in trial.user_attrs  # its original is the one trained
             or (str(trial.number) in alone and not again)
         ):
             continue
-        device = torch.device(trial.user_attrs.get("device", "cpu"))
+        device = torch.device(trial.user_attrs.get(ledger.DEVICE, "cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
             skipped.append(trial.number)
             continue
-        arch = resolve_arch(
-            space.replay(trial.params, studies.seed_of(trial, config)),
-            splits.image_shape,
-            splits.num_classes,
-        ).arch
-        trial_threads = trial.user_attrs.get("threads", threads)
+        model = weights.network(trial, settings, splits)
+        trial_threads = trial.user_attrs.get(ledger.THREADS, threads)
         torch.set_num_threads(trial_threads)
-        channels_last = channels_last_pays(arch, device, trial_threads)
-        model = Net(arch, splits.image_shape, splits.num_classes).to(device)
+        channels_last = channels_last_pays(model.arch, device, trial_threads)
+        model = model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         latency = measure_latency(
@@ -88,7 +81,7 @@ def remeasure(
     return alone, skipped
 
 
-def remeasure_pareto(study: optuna.Study, config: StudyConfig, splits: Splits) -> list[int]:
+def remeasure_pareto(study: optuna.Study, settings: StudyConfig, splits: Splits) -> list[int]:
     """After a run: time every Pareto trial not timed alone yet, CPU and GPU alike; returns
     the trials left untimed (trained on a GPU this process does not have)."""
-    return remeasure(study, config, splits, studies.pareto_front(study))[1]
+    return remeasure(study, settings, splits, ledger.pareto_front(study))[1]

@@ -1,15 +1,17 @@
-"""What the progress lines say while a study runs: numbers as people read them, and when
-the study should be done."""
+"""How a study's progress reads, in the lines a run prints and in `search status`: numbers
+and durations as people read them, the best trial so far, and when the study should be
+done."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from search import study as studies
-from search.halving import PRUNED_EPOCH
+from search import ledger
+from spaces import Space
 from spaces.space import TRAIN_PREFIX
 
 EPOCHS_PARAM = f"{TRAIN_PREFIX}epochs"  # a trial's epochs, where the recipe searches them
@@ -23,13 +25,31 @@ def value(objective: str, number: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    """45s, 12m, 1h05m."""
+    """45s, 12m, 1h05m: how long a trial has trained, and the study's ETA, in a run's
+    progress lines."""
     minutes = round(seconds / 60)
     if seconds < 60:
         return f"{seconds:.0f}s"
     if minutes < 60:
         return f"{minutes}m"
     return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def span(seconds: float) -> str:
+    """45s, 12 min, 2.5 h: heartbeat ages and the ETA in `search status`."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def best(trials: Iterable[FrozenTrial], space: Space) -> FrozenTrial | None:
+    """The finished trial best on the space's first objective (the first of equals), or
+    None before any trial finished."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pick = max if space.directions[0] == "maximize" else min
+    return pick(complete, key=lambda t: t.values[0], default=None)
 
 
 class Eta:
@@ -61,12 +81,12 @@ class Eta:
             return "?"
         trials = self.study.get_trials(deepcopy=False)
         spent = [
-            t.user_attrs.get(PRUNED_EPOCH, t.params.get(EPOCHS_PARAM, self.epochs))
+            t.user_attrs.get(ledger.PRUNED_EPOCH, t.params.get(EPOCHS_PARAM, self.epochs))
             for t in trials
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and studies.counted(t)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and ledger.counted(t)
         ]
         per_trial = sum(spent) / len(spent) if spent else self.epochs
-        done = sum(studies.counted(t) for t in trials)
+        done = ledger.done(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         # Under halving, a running trial past the average is one it kept: it goes to the end.
         left = max(0, target - done - running) * per_trial + sum(

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from search import drivers
+
 MARK = "SEARCH_RAY_OWNER"
 
 
@@ -39,8 +41,11 @@ def _owners() -> dict[int, str]:
 
 
 def _dead(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _running(int(pid))
+    """Whether the driver that marked a process is known to have ended: it ran on this host
+    and its process is gone or a zombie. A mark whose pid is no number (an environment cut
+    short) is nobody's to reap."""
+    host, pid = drivers.parse(owner)
+    return host == socket.gethostname() and pid is not None and not _running(pid)
 
 
 def _in_session(pid: int, driver: int) -> bool:
@@ -58,7 +63,7 @@ def reap(owner: str | None = None, passes: int = 10) -> int:
     """Kill the processes of driver `owner` (its mark, or its Ray session's files), or those
     marked by any dead driver of this host; returns how many. Again until none is left: a
     process may start another as it dies."""
-    driver = int(owner.rpartition(":")[2]) if owner else None
+    driver = drivers.parse(owner).pid if owner else None
     killed = 0
     for _ in range(passes):
         marks = _owners()
@@ -90,7 +95,7 @@ def guard() -> None:
     if not sys.platform.startswith("linux") or MARK in os.environ:
         return
     reap()
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = drivers.driver_id()
     os.environ[MARK] = owner
     env = {k: v for k, v in os.environ.items() if k != MARK}
     subprocess.Popen(

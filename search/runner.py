@@ -27,16 +27,17 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search import failpoints, halving, heartbeat, progress, reaper
-from search import study as studies
+from search import drivers, failpoints, halving, heartbeat, ledger, progress, reaper, weights
 from search.errors import UsageError
 from search.study import StudyConfig
 from spaces import Space
+from spaces.listing import finite_configurations
 from trainer.budget import BudgetError, resolve_arch
 from trainer.data import Splits
 from trainer.models.net import stage_channels
 from trainer.train import Diverged, train
 
+# Ray Tune's config of a trial (here `ray_params`) is its flat parameters and these two keys.
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
 SEED_KEY = "optuna_seed"  # the trial's training seed
 EPOCH_KEY = "epoch"  # in a per-epoch report, beside "epoch_accuracy"; absent from the final one
@@ -51,35 +52,35 @@ _TAKING_OVER = threading.Lock()  # module-level: Ray Tune pickles the searcher, 
 
 
 def run_trial(
-    config: dict[str, Any], *, study_config: StudyConfig, splits: Splits, study_name: str
+    ray_params: dict[str, Any], *, settings: StudyConfig, splits: Splits, study_name: str
 ) -> None:
     """One trial, in a Ray worker, with the resources Ray gave it."""
     resources = tune.get_context().get_trial_resources().required_resources
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
     where = {
-        "node": ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(),
+        ledger.NODE: ray.get_runtime_context().get_node_id(),
+        ledger.NODE_IP: ray.util.get_node_ip_address(),
     }
-    shared = Path(study_config.weights_dir) / study_name
+    shared = Path(settings.weights_dir) / study_name
     if not (shared / SHARED_MARK).is_file():  # checked before hours of training
         reason = (
-            f"the weights directory {shared} is not shared with node {where['node_ip']}: on a "
-            "cluster it must be one directory every node mounts at the same path"
+            f"the weights directory {shared} is not shared with node {where[ledger.NODE_IP]}: "
+            "on a cluster it must be one directory every node mounts at the same path"
         )
-        tune.report({"failure": studies.ERROR, "reason": reason, **where})
+        tune.report({ledger.FAILURE: ledger.ERROR, ledger.REASON: reason, **where})
         return
 
     def report_epoch(epoch: int, accuracy: float) -> None:  # for halving and progress
-        tune.report({EPOCH_KEY: epoch, "epoch_accuracy": accuracy})
+        tune.report({EPOCH_KEY: epoch, ledger.EPOCH_ACCURACY: accuracy})
 
-    outcome = train_trial(config, study_config, splits, study_name, device, threads, report_epoch)
+    outcome = train_trial(ray_params, settings, splits, study_name, device, threads, report_epoch)
     tune.report({**outcome, **where})
 
 
 def train_trial(
-    config: dict[str, Any],
-    study_config: StudyConfig,
+    ray_params: dict[str, Any],
+    settings: StudyConfig,
     splits: Splits,
     study_name: str,
     device: str,
@@ -91,11 +92,11 @@ def train_trial(
     measurements, or why the trial failed. Each epoch is checkpointed, and an earlier
     attempt's checkpoint of the same configuration is resumed from; the searcher deletes it
     once the outcome is recorded."""
-    number, seed = config[TRIAL_KEY], config[SEED_KEY]
-    params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, SEED_KEY)}
-    checkpoint = studies.checkpoint_path(study_config, study_name, params, seed)
+    number, seed = ray_params[TRIAL_KEY], ray_params[SEED_KEY]
+    params = {k: v for k, v in ray_params.items() if k not in (TRIAL_KEY, SEED_KEY)}
+    checkpoint = weights.checkpoint_path(settings, study_name, params, seed)
     try:
-        spec = study_config.space().replay(params, seed=seed)
+        spec = settings.space().replay(params, seed=seed)
         result = train(
             spec,
             splits,
@@ -105,22 +106,18 @@ def train_trial(
             checkpoint=checkpoint,
         )
     except Diverged as err:
-        return {"failure": studies.DIVERGED, "reason": str(err)}
+        return {ledger.FAILURE: ledger.DIVERGED, ledger.REASON: str(err)}
     except Exception as err:  # any bug or resource error fails this trial, not the study
         last = traceback.format_exc().strip().splitlines()[-3:]
-        return {"failure": studies.ERROR, "reason": f"{err!r} | {' | '.join(last)}"}
-    weights = studies.weights_path(study_config, study_name, number)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    partial = weights.with_suffix(".tmp")
-    torch.save(result.model.state_dict(), partial)
-    os.replace(partial, weights)  # atomic: a crash never leaves half a weights file
+        return {ledger.FAILURE: ledger.ERROR, ledger.REASON: f"{err!r} | {' | '.join(last)}"}
+    weights.save(result.model, weights.weights_path(settings, study_name, number))
     return {
         **result.metrics(),
-        "channels": "-".join(map(str, stage_channels(result.model.arch))),
-        "budget": spec.budget,
-        "failure": "",
-        "threads": threads,
-        "device": device,
+        ledger.CHANNELS: "-".join(map(str, stage_channels(result.model.arch))),
+        ledger.BUDGET: spec.budget,
+        ledger.FAILURE: "",
+        ledger.THREADS: threads,
+        ledger.DEVICE: device,
     }
 
 
@@ -143,19 +140,19 @@ class StudySearcher(Searcher):
         self,
         study: optuna.Study,
         space: Space,
-        config: StudyConfig,
+        settings: StudyConfig,
         in_shape: tuple[int, int, int],
         num_classes: int,
         on_update: Callable[[str], None],
     ):
         super().__init__()  # no Tune metric: failed trials report none, the study judges
-        self.study, self.space, self.config = study, space, config
+        self.study, self.space, self.settings = study, space, settings
         self.in_shape, self.num_classes = in_shape, num_classes
         self.on_update = on_update
         self.live: dict[str, optuna.Trial] = {}
-        self.driver = studies.driver_id()
-        self.configurations = studies.finite_configurations(space)  # None: too many to list
-        self.fallback = optuna.samplers.RandomSampler(seed=config.seed)
+        self.driver = drivers.driver_id()
+        self.configurations = finite_configurations(space)  # None: too many to list
+        self.fallback = optuna.samplers.RandomSampler(seed=settings.seed)
         self.repeats = 0  # duplicate proposals in a row
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
@@ -169,31 +166,29 @@ class StudySearcher(Searcher):
             if self.stopped:
                 break
             trials = self.study.get_trials(deepcopy=False)
-            done = sum(studies.counted(t) for t in trials)
-            now, grace = time.time(), self.config.grace_period
-            running = sum(  # without a recent heartbeat a trial is not running: its driver died
-                t.state == TrialState.RUNNING and not heartbeat.is_stale(t, grace, now)
-                for t in trials
-            )
+            done = ledger.done(trials)
+            now, grace = time.time(), self.settings.grace_period
+            # Without a recent heartbeat a trial is not running: its driver died.
+            running = sum(ledger.is_live(t, grace, now) for t in trials)
             if any(
-                t.state == TrialState.RUNNING and heartbeat.is_stale(t, grace, now) for t in trials
+                t.state == TrialState.RUNNING and not ledger.is_live(t, grace, now) for t in trials
             ):  # a dead driver's trials: queue them again before the sampler's next proposal
                 self.take_over()
                 continue
             waiting = any(t.state == TrialState.WAITING for t in trials)
-            if done + running >= self.config.trials or (self.config.design and not waiting):
+            if done + running >= self.settings.trials or (self.settings.design and not waiting):
                 # A designed study trains its queued trials, nothing the sampler proposes.
-                if running and done < self.config.trials:
+                if running and done < self.settings.trials:
                     # Trials still run, here or under other drivers; if one of those dies,
                     # its trials come back (`fail_orphans`) and this driver takes them over.
                     return self._idle()
                 break
-            known = studies.known_configurations(trials, self.config)
+            known = ledger.known_configurations(trials, self.settings.seed)
             untried = None if waiting else self._untried(trials, known)  # queued trials first
             if untried == []:
                 self._stop(
                     f"all {len(self.configurations)} configurations of the space are tried; "
-                    f"the search stops at {done + running} of {self.config.trials} trials"
+                    f"the search stops at {done + running} of {self.settings.trials} trials"
                 )
                 break
             try:
@@ -215,8 +210,8 @@ class StudySearcher(Searcher):
         Called from `suggest` too, so a re-run is queued before anything new is asked for
         and the study's target is reached with it, not without it."""
         with _TAKING_OVER:  # the heartbeat thread and `suggest` both call this
-            orphans = studies.fail_orphans(self.study, self.config.grace_period)
-            requeued = studies.requeue_interrupted(self.study) if orphans else 0
+            orphans = ledger.fail_orphans(self.study, self.settings.grace_period)
+            requeued = ledger.requeue_interrupted(self.study) if orphans else 0
         if orphans:
             self.on_update(
                 f"{orphans} trial(s) of a dead driver interrupted, {requeued} queued again"
@@ -229,12 +224,10 @@ class StudySearcher(Searcher):
         budget yet, at the study's seed; None for a space too large to list."""
         if self.configurations is None:
             return None
-        over = (t for t in trials if t.user_attrs.get("failure") == studies.OVER_BUDGET)
-        tried = set(known) | {
-            studies.config_key(t.params, studies.seed_of(t, self.config)) for t in over
-        }
-        seed = self.config.seed
-        return [p for p in self.configurations if studies.config_key(p, seed) not in tried]
+        seed = self.settings.seed
+        over = (t for t in trials if t.user_attrs.get(ledger.FAILURE) == ledger.OVER_BUDGET)
+        tried = set(known) | {ledger.config_key(t.params, ledger.seed_of(t, seed)) for t in over}
+        return [p for p in self.configurations if ledger.config_key(p, seed) not in tried]
 
     def _ask(self, untried: list[dict[str, Any]] | None) -> optuna.Trial:
         """The sampler's next trial; after `TAKE_OVER_AFTER` duplicates in a row, an untried
@@ -242,7 +235,7 @@ class StudySearcher(Searcher):
         if self.repeats < TAKE_OVER_AFTER:
             return self.study.ask()
         if untried:
-            self.study.enqueue_trial(untried[0], user_attrs={"seed": self.config.seed})
+            self.study.enqueue_trial(untried[0], user_attrs={ledger.SEED: self.settings.seed})
             return self.study.ask()
         sampler, self.study.sampler = self.study.sampler, self.fallback
         try:
@@ -256,21 +249,17 @@ class StudySearcher(Searcher):
         """One proposal: the configuration to train, or None when it was recorded untrained
         (a duplicate, over the budget, or impossible to build)."""
         trial = self._ask(untried)
-        grace = self.config.grace_period
-        if studies.over_target(self.study, trial.number, self.config.trials, grace):
-            studies.give_back(self.study, trial.number)
+        grace = self.settings.grace_period
+        if ledger.over_target(self.study, trial.number, self.settings.trials, grace):
+            ledger.give_back(self.study, trial.number)
             raise LastSlotTaken
-        trial.set_user_attr("driver", self.driver)
-        heartbeat.stamp(self.study._storage, [trial._trial_id])
-        if "seed" not in trial.user_attrs:
-            trial.set_user_attr("seed", self.config.seed)
-        seed = trial.user_attrs["seed"]
+        seed = ledger.claim(trial, self.driver, self.settings.seed)
         try:
             spec = self.space.suggest(trial, seed=seed)
         except Exception as err:  # a space that cannot describe this trial
-            self._reject(trial.number, studies.ERROR, f"cannot build this configuration: {err!r}")
+            self._reject(trial.number, ledger.ERROR, f"cannot build this configuration: {err!r}")
             return None
-        original = known.get(studies.config_key(trial.params, seed))
+        original = known.get(ledger.config_key(trial.params, seed))
         if original is not None:
             self._duplicate(trial, original)
             return None
@@ -278,40 +267,40 @@ class StudySearcher(Searcher):
         try:
             fit = resolve_arch(spec, self.in_shape, self.num_classes)
         except BudgetError as err:  # never trained: recorded, and not counted
-            self._reject(trial.number, studies.OVER_BUDGET, str(err))
+            self._reject(trial.number, ledger.OVER_BUDGET, str(err))
             return None
         except Exception as err:  # e.g. a layer that does not fit its feature map
-            self._reject(trial.number, studies.ERROR, f"cannot build this configuration: {err!r}")
+            self._reject(trial.number, ledger.ERROR, f"cannot build this configuration: {err!r}")
             return None
-        trial.set_user_attr("planned_params", fit.params)
+        trial.set_user_attr(ledger.PLANNED_PARAMS, fit.params)
         self.live[trial_id] = trial
         return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
 
     def _reject(self, number: int, failure: str, reason: str) -> None:
-        studies.fail(self.study, number, failure, reason)
+        ledger.fail(self.study, number, failure, reason)
         self.on_update(f"trial {number} not trained ({failure}): {reason}")
 
     def _duplicate(self, trial: optuna.Trial, original: FrozenTrial) -> None:
         """Record `trial` as the configuration `original` trained, with its outcome."""
         self.repeats += 1
-        trial.set_user_attr("duplicate_of", original.number)
+        trial.set_user_attr(ledger.DUPLICATE_OF, original.number)
         same = f"the same configuration and seed as trial {original.number}"
         if original.state == TrialState.COMPLETE:
-            for key in studies.RESULT_ATTRS:
+            for key in ledger.RESULT_ATTRS:
                 if key in original.user_attrs:
                     trial.set_user_attr(key, original.user_attrs[key])
             self.study.tell(trial, original.values)
             self.on_update(f"trial {trial.number} is {same}: its result is reused")
         elif original.state == TrialState.PRUNED:  # halving stopped it: the same, untrained
-            for key in (halving.PRUNED_EPOCH, halving.PARTIAL_ACCURACY):
+            for key in (ledger.PRUNED_EPOCH, ledger.PARTIAL_ACCURACY):
                 trial.set_user_attr(key, original.user_attrs[key])
             self.study.tell(trial, state=TrialState.PRUNED)
             self.on_update(f"trial {trial.number} is {same}, which was pruned")
         elif original.state == TrialState.FAIL:
-            reason = original.user_attrs.get("reason", "")
-            self._reject(trial.number, studies.DUPLICATE, f"{same}, which failed: {reason}")
+            reason = original.user_attrs.get(ledger.REASON, "")
+            self._reject(trial.number, ledger.DUPLICATE, f"{same}, which failed: {reason}")
         else:
-            self._reject(trial.number, studies.DUPLICATE, f"{same}, which is running")
+            self._reject(trial.number, ledger.DUPLICATE, f"{same}, which is running")
 
     def _idle(self) -> None:
         """Nothing to start now: look again in `IDLE_POLL` seconds, not at every Tune step."""
@@ -328,7 +317,7 @@ class StudySearcher(Searcher):
         trial = self.live.get(trial_id)
         if trial is None:
             return False
-        epoch, accuracy = result[EPOCH_KEY], result["epoch_accuracy"]
+        epoch, accuracy = result[EPOCH_KEY], result[ledger.EPOCH_ACCURACY]
         failpoints.reached("epoch")  # mid-trial, its epoch's checkpoint written
         epochs = self.space.replay(trial.params).train.epochs  # the recipe may search it
         self.eta.epoch(trial.number, epoch, epochs)
@@ -341,7 +330,7 @@ class StudySearcher(Searcher):
         self.on_update(
             f"trial {trial.number} epoch {epoch}/{epochs}: accuracy {accuracy:.4f}, "
             f"{progress.duration(result['time_total_s'])} in; study ETA "
-            f"{self.eta.remaining(self.config.trials)}"
+            f"{self.eta.remaining(self.settings.trials)}"
         )
         if pruned:
             del self.live[trial_id]
@@ -363,34 +352,33 @@ class StudySearcher(Searcher):
             self.on_update(f"trial {trial.number}: already recorded as interrupted, result dropped")
             return
         recorded = self.study.trials[trial.number]
-        if recorded.user_attrs.get("failure") != studies.INTERRUPTED:
+        if recorded.user_attrs.get(ledger.FAILURE) != ledger.INTERRUPTED:
             self._drop_checkpoint(trial)
         self.on_update(describe(recorded, self.space.objectives))
 
     def _drop_checkpoint(self, trial: optuna.Trial) -> None:
         """A trial's outcome is recorded: its checkpoint will never be resumed. An
         interrupted trial keeps it, for its re-run to continue from."""
-        seed = trial.user_attrs["seed"]
-        studies.checkpoint_path(self.config, self.study.study_name, trial.params, seed).unlink(
-            missing_ok=True
+        seed = trial.user_attrs[ledger.SEED]
+        checkpoint = weights.checkpoint_path(
+            self.settings, self.study.study_name, trial.params, seed
         )
+        checkpoint.unlink(missing_ok=True)
 
     def _record(self, trial: optuna.Trial, result: dict[str, Any] | None, error: bool) -> None:
-        for key in studies.WHERE_ATTRS:
+        for key in ledger.WHERE_ATTRS:
             if result and key in result:
                 trial.set_user_attr(key, result[key])
         if error:  # Tune already started it once more: a worker or node died twice
-            studies.fail(
-                self.study, trial.number, studies.ERROR, "its Ray worker or node died, twice"
+            ledger.fail(
+                self.study, trial.number, ledger.ERROR, "its Ray worker or node died, twice"
             )
-        elif result is None or "failure" not in result:
-            studies.fail(
-                self.study, trial.number, studies.INTERRUPTED, "stopped before it finished"
-            )
-        elif result["failure"]:
-            studies.fail(self.study, trial.number, result["failure"], result["reason"])
+        elif result is None or ledger.FAILURE not in result:
+            ledger.fail(self.study, trial.number, ledger.INTERRUPTED, "stopped before it finished")
+        elif result[ledger.FAILURE]:
+            ledger.fail(self.study, trial.number, result[ledger.FAILURE], result[ledger.REASON])
         else:
-            for key in studies.RESULT_ATTRS:
+            for key in ledger.RESULT_ATTRS:
                 trial.set_user_attr(key, result[key])
             self.study.tell(trial, [result[o] for o in self.space.objectives])
             failpoints.reached("told")
@@ -402,9 +390,7 @@ class StudySearcher(Searcher):
     def interrupted(self) -> int:
         """Record every trial still running as interrupted; returns how many."""
         for trial in self.live.values():
-            studies.fail(
-                self.study, trial.number, studies.INTERRUPTED, "stopped before it finished"
-            )
+            ledger.fail(self.study, trial.number, ledger.INTERRUPTED, "stopped before it finished")
         count, self.live = len(self.live), {}
         return count
 
@@ -434,10 +420,10 @@ def describe(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> st
     if trial.state == optuna.trial.TrialState.PRUNED:
         attrs = trial.user_attrs
         return (
-            f"trial {trial.number} pruned after epoch {attrs[halving.PRUNED_EPOCH]}: accuracy "
-            f"{attrs[halving.PARTIAL_ACCURACY]:.4f} was below its rung's top"
+            f"trial {trial.number} pruned after epoch {attrs[ledger.PRUNED_EPOCH]}: accuracy "
+            f"{attrs[ledger.PARTIAL_ACCURACY]:.4f} was below its rung's top"
         )
-    return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('reason', '')}"
+    return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get(ledger.REASON, '')}"
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -451,7 +437,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def start_ray(address: str | None) -> None:
     """Join the cluster at `address`, or start Ray on this machine with all its cores,
-    listening on loopback only (see `search.cli.LOOPBACK_ENV`)."""
+    listening on loopback only (see `search.session.LOOPBACK_ENV`)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Ray starts workers 15 nice levels below its driver: on a shared machine the trials,
@@ -491,7 +477,7 @@ def start_ray(address: str | None) -> None:
 def run_study(
     study: optuna.Study,
     space: Space,
-    config: StudyConfig,
+    settings: StudyConfig,
     splits: Splits,
     *,
     parallel: int,
@@ -502,17 +488,17 @@ def run_study(
 ) -> int:
     """Run trials until the study reaches its target; returns how many were interrupted."""
     start_ray(address)
-    mark = Path(config.weights_dir) / study.study_name / SHARED_MARK
+    mark = Path(settings.weights_dir) / study.study_name / SHARED_MARK
     mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(studies.driver_id())
+    mark.write_text(drivers.driver_id())
     cpus = ray.cluster_resources().get("CPU", 1)
     cpus_per_trial = max(1, int(cpus // parallel)) if gpus_per_trial == 0 else 1
     searcher = StudySearcher(
-        study, space, config, splits.image_shape, splits.num_classes, on_update
+        study, space, settings, splits.image_shape, splits.num_classes, on_update
     )
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, study_config=config, splits=splits, study_name=study.study_name
+            run_trial, settings=settings, splits=splits, study_name=study.study_name
         ),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
     )
@@ -533,7 +519,7 @@ def run_study(
         ),
     )
     beat = heartbeat.Heartbeat(
-        study._storage, config.grace_period, searcher.live_ids, searcher.take_over
+        study._storage, settings.grace_period, searcher.live_ids, searcher.take_over
     )
     with beat, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: record what was running
         tuner.fit()

@@ -11,8 +11,7 @@ from collections import Counter
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import heartbeat
-from search import study as studies
+from search import drivers, ledger, progress
 from search.study import StudyConfig
 
 
@@ -22,49 +21,42 @@ def _duration(trial: FrozenTrial) -> float | None:
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
-def _span(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def report(study: optuna.Study, config: StudyConfig, now: float | None = None) -> str:
+def report(study: optuna.Study, settings: StudyConfig, now: float | None = None) -> str:
     """Target and trials done, running trials with driver and heartbeat age, failures by
     reason, the best trial so far, and an ETA from the median trial duration."""
     now = time.time() if now is None else now
-    space = config.space()
-    grace = config.grace_period
+    space = settings.space()
+    grace = settings.grace_period
     trials = study.get_trials(deepcopy=False)
-    done = sum(studies.counted(t) for t in trials)
+    done = ledger.done(trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    live = [t for t in running if not heartbeat.is_stale(t, grace, now)]
+    live = [t for t in running if ledger.is_live(t, grace, now)]
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     lines = [
-        f"study {study.study_name!r} ({space.name}): {done}/{config.trials} trials done, "
+        f"study {study.study_name!r} ({space.name}): {done}/{settings.trials} trials done, "
         f"{len(live)} running, {waiting} queued"
     ]
 
     for trial in running:
-        driver = trial.user_attrs.get("driver", "?")
-        age = heartbeat.age(trial, now)
-        stale = f" (stale: dead after {grace:.0f}s, not counted)" if age > grace else ""
+        driver = trial.user_attrs.get(ledger.DRIVER, "?")
+        stale = (
+            ""
+            if ledger.is_live(trial, grace, now)
+            else f" (stale: dead after {grace:.0f}s, not counted)"
+        )
         lines.append(
-            f"  running trial {trial.number}: host {driver.rpartition(':')[0] or '?'}, "
-            f"driver {driver}, heartbeat {_span(age)} ago{stale}"
+            f"  running trial {trial.number}: host {drivers.host_of(driver)}, "
+            f"driver {driver}, heartbeat {progress.span(ledger.age(trial, now))} ago{stale}"
         )
 
     failures = Counter(
-        t.user_attrs.get("failure") or "unknown" for t in trials if t.state == TrialState.FAIL
+        t.user_attrs.get(ledger.FAILURE) or "unknown" for t in trials if t.state == TrialState.FAIL
     )
     listed = ", ".join(f"{reason} {n}" for reason, n in sorted(failures.items()))
     lines.append(f"failures: {listed or 'none'}")
 
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete:
-        pick = max if space.directions[0] == "maximize" else min
-        best = pick(complete, key=lambda t: t.values[0])
+    best = progress.best(trials, space)
+    if best is not None:
         values = ", ".join(
             f"{o} {v:.4g}" for o, v in zip(space.objectives, best.values, strict=True)
         )
@@ -72,8 +64,8 @@ def report(study: optuna.Study, config: StudyConfig, now: float | None = None) -
     else:
         lines.append("best so far: none (no trial finished)")
 
-    durations = [d for t in trials if studies.counted(t) and (d := _duration(t)) is not None]
-    left = max(0, config.trials - done)
+    durations = [d for t in trials if ledger.counted(t) and (d := _duration(t)) is not None]
+    left = max(0, settings.trials - done)
     if left == 0:
         lines.append("ETA: target reached")
     elif not durations:
@@ -82,7 +74,7 @@ def report(study: optuna.Study, config: StudyConfig, now: float | None = None) -
         median = statistics.median(durations)
         waves = math.ceil(left / max(1, len(live)))
         lines.append(
-            f"ETA: about {_span(waves * median)} ({left} trials left, median trial "
-            f"{_span(median)}, {max(1, len(live))} at a time)"
+            f"ETA: about {progress.span(waves * median)} ({left} trials left, median trial "
+            f"{progress.span(median)}, {max(1, len(live))} at a time)"
         )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from test_report import check_figures, table_rows
 from search import ablate, export
 from search import study as studies
 from search.errors import UsageError
+from search.storage import open_storage
 from search.study import StudyConfig, load_config
 from spaces import load, parse, preset_names
 from trainer import techniques as registry
@@ -176,7 +177,7 @@ def test_a_designed_study_with_queued_trials_exports_its_queue(tmp_path: Path) -
         design="paper",
         seeds=1,
     )
-    storage = studies.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     study = studies.create_or_load(storage, "q", space, config, queue=design.queue(space, [0]))
     rows = export.rows(study, load_config(study), only_pareto=False)
     assert [r["state"] for r in rows] == ["WAITING"] * len(design.configs)

@@ -21,7 +21,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search import export
+from search import export, ledger
 from search import study as studies
 from trainer.data import Splits, load_dataset, make_splits
 from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
@@ -244,12 +244,12 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
 
     study = optuna.load_study(study_name="c", storage=url)
     interrupted, rerun = study.trials[0], study.trials[1]
-    assert interrupted.user_attrs["failure"] == studies.INTERRUPTED
+    assert interrupted.user_attrs["failure"] == ledger.INTERRUPTED
     assert rerun.state == TrialState.COMPLETE and rerun.user_attrs["rerun_of"] == 0
     assert rerun.user_attrs["baseline"] is True and rerun.params == interrupted.params
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     trained = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    keys = {studies.config_key(t.params, t.user_attrs["seed"]) for t in trained}
+    keys = {ledger.config_key(t.params, t.user_attrs["seed"]) for t in trained}
     assert len(trained) == len(keys) == 3  # the target, nothing trained twice
     assert rerun.user_attrs["resumed_from_epoch"] >= 1
     assert rerun.user_attrs["train_seconds"] > 0

@@ -15,9 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import export, halving, progress
+from search import export, halving, ledger, progress
 from search import study as studies
+from search.errors import UsageError
 from search.runner import EPOCH_KEY, SEED_KEY, TRIAL_KEY, StudySearcher
+from search.storage import open_storage
 from search.study import StudyConfig
 from spaces import SpaceError, load, parse
 from trainer.data import load_dataset, make_splits
@@ -36,7 +38,7 @@ def new_study(tmp_path: Path, raw: dict, name: str = "s") -> tuple[optuna.Study,
     config = StudyConfig(
         space_source=raw, trials=20, seed=0, data_dir=None, epochs=None, weights_dir="w"
     )
-    storage = studies.open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
     return studies.create_or_load(storage, name, config.space(), config), config
 
 
@@ -140,10 +142,10 @@ def test_rungs_compare_accuracy_at_equal_epochs_and_prune_what_falls_behind(
     }
     pruned = study.trials[late.number]
     assert pruned.values is None  # partial accuracy in user attributes only
-    assert pruned.user_attrs[halving.PRUNED_EPOCH] == 3
-    assert pruned.user_attrs[halving.PARTIAL_ACCURACY] == 0.75
-    assert pruned.user_attrs[halving.EPOCH_ACCURACY] == [0.96, 0.90, 0.75]
-    assert study.trials[early.number].user_attrs[halving.PRUNED_EPOCH] == 1
+    assert pruned.user_attrs[ledger.PRUNED_EPOCH] == 3
+    assert pruned.user_attrs[ledger.PARTIAL_ACCURACY] == 0.75
+    assert pruned.user_attrs[ledger.EPOCH_ACCURACY] == [0.96, 0.90, 0.75]
+    assert study.trials[early.number].user_attrs[ledger.PRUNED_EPOCH] == 1
 
 
 def test_the_baseline_is_never_pruned_where_any_other_trial_would_be(tmp_path: Path) -> None:
@@ -176,8 +178,8 @@ def test_pruned_trials_count_towards_the_target_and_are_never_on_the_front(
     assert driver.epochs(weak, [0.8])  # 0.8 > 0.5 finished, but behind 0.9 at epoch 1
     assert study.trials[weak.number].values is None
 
-    assert studies.counted(study.trials[weak.number])
-    assert studies.progress(study) == (2, 1)  # baseline + pruned done, `strong` running
+    assert ledger.counted(study.trials[weak.number])
+    assert ledger.progress(study) == (2, 1)  # baseline + pruned done, `strong` running
     assert [t.number for t in study.best_trials] == [base.number]
     rows = export.rows(study, config, only_pareto=False)
     row = next(r for r in rows if r["number"] == weak.number)
@@ -204,7 +206,7 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     assert searcher.on_epoch("b", {**epoch, "epoch_accuracy": 0.2})
     searcher.on_trial_complete("b", {**epoch, "epoch_accuracy": 0.2})  # Tune, after its STOP
     pruned = study.trials[other[TRIAL_KEY]]
-    assert pruned.state == TrialState.PRUNED and studies.counted(pruned)
+    assert pruned.state == TrialState.PRUNED and ledger.counted(pruned)
     n = pruned.number
     assert any(f"trial {n} epoch 1/12: accuracy 0.2000, 3s in; study ETA" in m for m in messages)
     assert any(m.startswith(f"trial {n} pruned after epoch 1: accuracy 0.2000") for m in messages)
@@ -212,7 +214,7 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     study.enqueue_trial({k: v for k, v in other.items() if k not in (TRIAL_KEY, SEED_KEY)})
     proposal = searcher.suggest("c")
     (again,) = [t for t in study.trials if t.user_attrs.get("duplicate_of") == n]
-    assert again.state == TrialState.PRUNED and not studies.counted(again)
+    assert again.state == TrialState.PRUNED and not ledger.counted(again)
     assert proposal[TRIAL_KEY] > again.number  # the searcher went on to a new configuration
     assert base[TRIAL_KEY] == 0
 
@@ -251,10 +253,10 @@ def test_the_pruner_option_overrides_the_space_and_is_kept_by_the_study(
     )
     pruner = config.space().pruner
     assert (pruner.kind, pruner.min_epochs, pruner.reduction) == ("asha", 2, 4)
-    storage = studies.open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
     study = studies.create_or_load(storage, "s", config.space(), config)
     assert studies.load_config(study).space().pruner == pruner  # what `search resume` runs
-    with pytest.raises(studies.UsageError, match="another pruner"):
+    with pytest.raises(UsageError, match="another pruner"):
         studies.create_or_load(storage, "s", config.space(), replace(config, pruner="none"))
 
 
@@ -299,13 +301,13 @@ def test_quickstart_with_asha_prunes_trials_and_keeps_them_off_the_front(
     assert {t.number for t in study.best_trials} <= {t.number for t in complete}
     weights = tmp_path / "runs" / "weights" / "qa"
     for trial in pruned:
-        epoch = trial.user_attrs[halving.PRUNED_EPOCH]
+        epoch = trial.user_attrs[ledger.PRUNED_EPOCH]
         assert trial.values is None and epoch in (1, 3)  # rungs of 4 epochs
-        assert len(trial.user_attrs[halving.EPOCH_ACCURACY]) == epoch
-        assert trial.user_attrs[halving.PARTIAL_ACCURACY] == trial.user_attrs["epoch_accuracy"][-1]
+        assert len(trial.user_attrs[ledger.EPOCH_ACCURACY]) == epoch
+        assert trial.user_attrs[ledger.PARTIAL_ACCURACY] == trial.user_attrs["epoch_accuracy"][-1]
         assert not (weights / f"trial_{trial.number}.pt").exists()
     for trial in complete:
-        assert len(trial.user_attrs[halving.EPOCH_ACCURACY]) == 4
+        assert len(trial.user_attrs[ledger.EPOCH_ACCURACY]) == 4
 
     exported = search("export", "qa", "--storage", url, "--pareto", "--format", "json")
     assert exported.returncode == 0, exported.stderr

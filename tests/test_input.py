@@ -17,6 +17,7 @@ import pytest
 from search import cli
 from search import study as studies
 from search.errors import mask_url
+from search.storage import open_storage
 from search.study import StudyConfig
 from spaces import load
 from trainer.data import DataError
@@ -192,7 +193,7 @@ def queued_only(tmp_path: Path) -> str:
     (tmp_path / "home").mkdir(exist_ok=True)
     space = load("quickstart")
     config = StudyConfig(space.source, 2, 0, None, None, str(tmp_path / "weights"))
-    studies.create_or_load(studies.open_storage(url), "q", space, config)
+    studies.create_or_load(open_storage(url), "q", space, config)
     return url
 
 

@@ -28,7 +28,7 @@ def test_drivers_opening_an_empty_database_at_once_all_get_the_storage(
     CREATE fails on a name just taken, and they must open the tables, not exit."""
     env = {**os.environ, "SEARCH_STORAGE": postgres_url}
     code = (  # imported first, so that all six open at the same instant
-        "import sys, time; from search.study import open_storage; "
+        "import sys, time; from search.storage import open_storage; "
         "time.sleep(float(sys.argv[1]) - time.time()); open_storage(None)"
     )
     at = str(time.time() + 8)

@@ -17,8 +17,7 @@ from test_report import check_figures, table_rows
 from test_searcher import Search, space_file
 
 import trainer.train
-from search import ablate, export, report
-from search import study as studies
+from search import ablate, export, ledger, report
 from search.study import StudyConfig
 from spaces import Space, SpaceError, load, parse, preset_names
 from spaces.schema import TRAIN_FIELDS
@@ -162,7 +161,7 @@ def test_every_kind_of_field_is_suggested_under_its_name_and_replayed_exactly(
         trial = study.ask()
         spec = space.suggest(trial)
         assert space.replay(trial.params) == spec
-        keys.add(studies.config_key(trial.params, 0))
+        keys.add(ledger.config_key(trial.params, 0))
         for name in seen:
             assert getattr(spec.train, name) == trial.params[f"train.{name}"]
             seen[name].add(getattr(spec.train, name))

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from search import study as studies
+from search import ledger
 from spaces import load
 
 pytestmark = pytest.mark.slow
@@ -162,16 +162,16 @@ def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> Non
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     study = optuna.load_study(study_name="cut", storage=url)
-    complete = {t.number: t.values for t in study.trials if studies.counted(t)}
+    complete = {t.number: t.values for t in study.trials if ledger.counted(t)}
     assert len(complete) == 6 and len(set(trained_keys(study))) == 6
     for number, values in finished_before.items():
         assert complete[number] == values  # kept, not retrained
     reruns = {t.user_attrs.get("rerun_of"): t for t in study.trials}
     for trial in study.get_trials(states=(TrialState.FAIL,)):
-        if trial.user_attrs["failure"] == studies.INTERRUPTED:  # trained again, exactly
+        if trial.user_attrs["failure"] == ledger.INTERRUPTED:  # trained again, exactly
             assert reruns[trial.number].params == trial.params
         else:  # never trained: a duplicate, or a proposal over the smallest budget level
-            assert trial.user_attrs["failure"] in (studies.DUPLICATE, studies.OVER_BUDGET)
+            assert trial.user_attrs["failure"] in (ledger.DUPLICATE, ledger.OVER_BUDGET)
     # Resumed trials trained with the study's stored settings (3 epochs), not the preset's.
     assert study.user_attrs["epochs"] == 3
 
@@ -179,9 +179,9 @@ def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> Non
 def trained_keys(study: optuna.Study) -> list[str]:
     """The duplicate key of every trial that trained a configuration to its end."""
     return [
-        studies.config_key(t.params, t.user_attrs["seed"])
+        ledger.config_key(t.params, t.user_attrs["seed"])
         for t in study.get_trials(deepcopy=False)
-        if studies.counted(t)
+        if ledger.counted(t)
     ]
 
 

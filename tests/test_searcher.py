@@ -15,11 +15,12 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search import export, heartbeat
+from search import export, ledger
 from search import study as studies
 from search.runner import SEED_KEY, TRIAL_KEY, StudySearcher, train_trial
 from search.study import StudyConfig
 from spaces import Space, load
+from spaces.listing import finite_configurations
 from trainer.data import Splits, load_dataset, make_splits
 
 # Three switches with fixed hyperparameters: 2**3 = 8 configurations.
@@ -111,24 +112,24 @@ class Search:
 
 
 def keys(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
-    return [studies.config_key(t.params, t.user_attrs["seed"]) for t in trials]
+    return [ledger.config_key(t.params, t.user_attrs["seed"]) for t in trials]
 
 
 def test_a_finite_space_lists_its_configurations(tmp_path: Path) -> None:
-    configurations = studies.finite_configurations(space_file(tmp_path, THREE_SWITCHES))
+    configurations = finite_configurations(space_file(tmp_path, THREE_SWITCHES))
     assert configurations is not None and len(configurations) == 8
-    assert len({studies.config_key(c, 0) for c in configurations}) == 8
+    assert len({ledger.config_key(c, 0) for c in configurations}) == 8
     # Conditional parameters: blurpool's size exists only when blurpool is on.
-    blur = studies.finite_configurations(space_file(tmp_path, UNBUILDABLE))
+    blur = finite_configurations(space_file(tmp_path, UNBUILDABLE))
     assert blur == [{"blurpool.enabled": False}, {"blurpool.enabled": True, "blurpool.size": 5}]
-    assert studies.finite_configurations(load("quickstart")) is None  # continuous ranges
+    assert finite_configurations(load("quickstart")) is None  # continuous ranges
 
 
 def test_the_duplicate_key_is_the_parameters_and_the_seed() -> None:
     a = {"gap.enabled": True, "se.enabled": False}
-    assert studies.config_key(a, 0) == studies.config_key(dict(reversed(a.items())), 0)
-    assert studies.config_key(a, 0) != studies.config_key(a, 1)
-    assert studies.config_key(a, 0) != studies.config_key({**a, "se.enabled": True}, 0)
+    assert ledger.config_key(a, 0) == ledger.config_key(dict(reversed(a.items())), 0)
+    assert ledger.config_key(a, 0) != ledger.config_key(a, 1)
+    assert ledger.config_key(a, 0) != ledger.config_key({**a, "se.enabled": True}, 0)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
@@ -139,7 +140,7 @@ def test_a_target_of_8_in_a_space_of_8_trains_each_configuration_once(
     search.drive()
     trained = search.trained()
     assert len(trained) == 8 and len(set(keys(trained))) == 8
-    assert studies.progress(search.study) == (8, 0)
+    assert ledger.progress(search.study) == (8, 0)
     by_number = {t.number: t for t in search.study.trials}
     for trial in search.study.trials:
         assert trial.user_attrs["seed"] == 0
@@ -149,7 +150,7 @@ def test_a_target_of_8_in_a_space_of_8_trains_each_configuration_once(
         assert keys([trial]) == keys([original])
         assert trial.values == original.values  # the sampler is told the reused result
         assert trial.user_attrs["params"] == original.user_attrs["params"]
-        assert not studies.counted(trial)
+        assert not ledger.counted(trial)
 
 
 def test_a_target_beyond_the_space_stops_when_it_is_exhausted_and_says_so(
@@ -173,12 +174,12 @@ def test_a_proposal_equal_to_a_running_trial_is_not_trained(tmp_path: Path, spli
     second = search.searcher.suggest("b")
     running_dup = search.study.trials[1]
     assert running_dup.state == TrialState.FAIL
-    assert running_dup.user_attrs["failure"] == studies.DUPLICATE
+    assert running_dup.user_attrs["failure"] == ledger.DUPLICATE
     assert running_dup.user_attrs["duplicate_of"] == first[TRIAL_KEY]
     assert second[TRIAL_KEY] == 2 and keys([search.study.trials[2]]) != keys([running_dup])
     search.train("a", first)
     search.train("b", second)
-    assert studies.progress(search.study) == (2, 0)
+    assert ledger.progress(search.study) == (2, 0)
 
 
 def test_another_seed_is_another_configuration(tmp_path: Path, splits: Splits) -> None:
@@ -204,9 +205,9 @@ def test_a_configuration_that_cannot_be_built_fails_its_trial_not_the_search(
     off, on = search.study.trials
     assert off.state == TrialState.COMPLETE and not off.params["blurpool.enabled"]
     assert on.state == TrialState.FAIL and on.params["blurpool.enabled"]
-    assert on.user_attrs["failure"] == studies.ERROR
+    assert on.user_attrs["failure"] == ledger.ERROR
     assert "Padding size" in on.user_attrs["reason"]
-    assert studies.progress(search.study) == (2, 0)  # a build error is a counted failure
+    assert ledger.progress(search.study) == (2, 0)  # a build error is a counted failure
 
 
 def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, splits: Splits) -> None:
@@ -214,8 +215,8 @@ def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, spli
     baseline = search.searcher.suggest("a")
     other = search.searcher.suggest("b")
     assert search.searcher.interrupted() == 2  # Ctrl-C while both ran
-    assert studies.requeue_interrupted(search.study) == 2
-    assert studies.requeue_interrupted(search.study) == 0  # each is queued once
+    assert ledger.requeue_interrupted(search.study) == 2
+    assert ledger.requeue_interrupted(search.study) == 0  # each is queued once
     waiting = search.study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["rerun_of"] for t in waiting] == [baseline[TRIAL_KEY], other[TRIAL_KEY]]
     assert waiting[0].user_attrs["baseline"] is True and waiting[0].user_attrs["seed"] == 0
@@ -229,7 +230,7 @@ def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, spli
     assert len(search.trained()) == 4 and len(set(keys(search.trained()))) == 4
     rows = {r["number"]: r for r in export.rows(search.study, search.config, only_pareto=False)}
     assert rows[2]["rerun_of"] == 0 and rows[3]["rerun_of"] == 1
-    assert rows[0]["failure"] == studies.INTERRUPTED
+    assert rows[0]["failure"] == ledger.INTERRUPTED
 
 
 def test_a_dead_drivers_trial_is_trained_again_before_anything_new(
@@ -242,10 +243,10 @@ def test_a_dead_drivers_trial_is_trained_again_before_anything_new(
     dead = search.searcher.suggest("elsewhere")
     search.searcher.live.clear()  # it belonged to another driver, which then died
     trial_id = search.study.trials[dead[TRIAL_KEY]]._trial_id
-    search.study._storage.set_trial_user_attr(trial_id, heartbeat.ATTR, time.time() - 10_000)
+    search.study._storage.set_trial_user_attr(trial_id, ledger.HEARTBEAT, time.time() - 10_000)
     rerun = search.searcher.suggest("here")
     assert rerun[TRIAL_KEY] == 1 and search.study.trials[1].user_attrs["rerun_of"] == 0
-    assert search.study.trials[0].user_attrs["failure"] == studies.INTERRUPTED
+    assert search.study.trials[0].user_attrs["failure"] == ledger.INTERRUPTED
     assert {k: rerun[k] for k in dead if k != TRIAL_KEY} == {
         k: v for k, v in dead.items() if k != TRIAL_KEY
     }
@@ -279,7 +280,7 @@ def test_queued_trials_train_even_when_the_space_is_exhausted_at_the_study_seed(
     study's paired seeds) are trained although every configuration at the study's seed is."""
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
     search.drive()
-    for params in studies.finite_configurations(search.config.space()):
+    for params in finite_configurations(search.config.space()):
         search.study.enqueue_trial(params, user_attrs={"seed": 1})
     search.config = replace(search.config, trials=20)
     search.searcher = search.new_searcher()

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from search import export
 from search import study as studies
+from search.storage import open_storage
 from search.study import StudyConfig
 from spaces import load
 
@@ -103,7 +104,7 @@ def test_weights_are_loaded_without_running_their_code(tmp_path: Path) -> None:
     space = load("quickstart")
     config = StudyConfig(space.source, 1, 0, None, 1, str(tmp_path / "weights"))
     study = studies.create_or_load(
-        studies.open_storage(f"sqlite:///{tmp_path / 's.db'}"), "w", space, config
+        open_storage(f"sqlite:///{tmp_path / 's.db'}"), "w", space, config
     )
     trial = study.ask()
     space.suggest(trial, seed=0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from search import heartbeat
+from search import ledger
 from search import study as studies
+from search.storage import open_storage
 from search.study import StudyConfig
 from spaces import load
 
@@ -15,19 +16,19 @@ def test_status_shows_progress_running_failures_best_and_eta(search, tmp_path: P
     url = f"sqlite:///{tmp_path / 's.db'}"
     space = load("quickstart")
     config = StudyConfig(space.source, 6, 0, None, 1, str(tmp_path / "w"), grace_period=60.0)
-    study = studies.create_or_load(studies.open_storage(url), "st", space, config)
+    study = studies.create_or_load(open_storage(url), "st", space, config)
     for accuracy in (0.5, 0.8):
         trial = study.ask()
         time.sleep(0.05)  # a measurable duration for the ETA
         study.tell(trial, [accuracy, 1990, 0.3])
-    for failure in (studies.DIVERGED, studies.INTERRUPTED, studies.INTERRUPTED):
-        studies.fail(study, study.ask().number, failure, "test")
+    for failure in (ledger.DIVERGED, ledger.INTERRUPTED, ledger.INTERRUPTED):
+        ledger.fail(study, study.ask().number, failure, "test")
     live = study.ask()
     live.set_user_attr("driver", "gpu-box-1:4242")
-    live.set_user_attr(heartbeat.ATTR, time.time() - 5)
+    live.set_user_attr(ledger.HEARTBEAT, time.time() - 5)
     dead = study.ask()
     dead.set_user_attr("driver", "gpu-box-2:77")
-    dead.set_user_attr(heartbeat.ATTR, time.time() - 600)
+    dead.set_user_attr(ledger.HEARTBEAT, time.time() - 600)
     before = (tmp_path / "s.db").stat().st_mtime_ns
 
     out = search("status", "st", "--storage", url)
@@ -53,6 +54,6 @@ def test_status_of_a_missing_storage_or_study_is_a_short_error(search, tmp_path:
     assert list(tmp_path.iterdir()) == []  # no runs/, no database created
 
     url = f"sqlite:///{tmp_path / 's.db'}"
-    studies.open_storage(url)
+    open_storage(url)
     out = search("status", "nope", "--storage", url)
     assert out.returncode == 2 and "no study named 'nope'" in out.stderr

@@ -1,0 +1,123 @@
+"""A run of a study by this driver, from the command line's side: its data read, Ray started
+on loopback unless a cluster is named, the orphans of earlier runs failed and queued again,
+the trials run to the target with a progress line per event, the Pareto front re-timed
+alone and printed. `search.runner`, the one module that imports Ray, is imported only when
+trials are about to run, so commands that run none never pay for Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from search import export, failpoints, latency, ledger, progress, provenance
+from search.study import StudyConfig
+from spaces import Space
+from trainer.data import DataError, Splits, load_dataset, make_splits
+
+RUNS = Path("runs")  # under the working directory: weights, reports, Ray's trial folders
+
+# Ray binds its servers to the machine's network address unless it believes it runs alone on
+# a laptop; this flag, read when Ray is imported, keeps a Ray started here on loopback. Not
+# for --address: a driver on a cluster must be reachable from the other nodes.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def load_splits(space: Space, data_dir: str | None, seed: int, download: bool = False) -> Splits:
+    """The space's data set, split with the study's seed; a bad data set is one DataError."""
+    try:
+        data = load_dataset(
+            space.data.dataset, data_dir, resize=space.data.resize, download=download
+        )
+    except DataError as err:
+        raise DataError(f"data.dataset = {space.data.dataset[:60]!r}: {err}") from None
+    failpoints.reached("data")
+    return make_splits(data, val_fraction=space.data.val_fraction, seed=seed)
+
+
+def start_ray(address: str | None) -> None:
+    """Start Ray here on loopback, or join the cluster at `address`."""
+    if address is None and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    from search import runner  # Ray is imported only when trials are about to run
+
+    runner.start_ray(address)
+
+
+def stop_ray() -> None:
+    """Leave no Ray process behind, if this process imported Ray at all."""
+    if "search.runner" in sys.modules:
+        sys.modules["search.runner"].stop_ray()
+
+
+def run(
+    study: optuna.Study,
+    settings: StudyConfig,
+    splits: Splits,
+    *,
+    parallel: int,
+    gpus_per_trial: float,
+    address: str | None,
+) -> int:
+    """Run the study to its target, print progress and the Pareto front; returns the exit
+    status (130 when interrupted)."""
+    from search import runner  # Ray is imported only when trials are about to run
+
+    space = settings.space()
+    provenance.record(study, splits)
+    orphans = ledger.fail_orphans(study, settings.grace_period)
+    if orphans:
+        print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
+    requeued = ledger.requeue_interrupted(study)
+    if requeued:
+        print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
+    done, _ = ledger.progress(study, settings.grace_period)
+    print(
+        f"study {study.study_name!r}: {space.name}, {done}/{settings.trials} trials done, "
+        f"{parallel} in parallel on {len(splits.y_train)} train / "
+        f"{len(splits.y_val)} validation images"
+    )
+    start = time.perf_counter()
+
+    def on_update(message: str) -> None:
+        trials = study.get_trials(deepcopy=False)
+        failed = sum(t.state.name == "FAIL" and ledger.counted(t) for t in trials)
+        pruned = sum(t.state.name == "PRUNED" for t in trials)
+        best = progress.best(trials, space)
+        print(
+            f"[{ledger.done(trials)}/{settings.trials}] {message} | failed {failed}, "
+            f"pruned {pruned}, best {space.objectives[0]} "
+            f"{math.nan if best is None else best.values[0]:.4f}, "
+            f"{time.perf_counter() - start:.0f}s",
+            flush=True,
+        )
+
+    interrupted = runner.run_study(
+        study,
+        space,
+        settings,
+        splits,
+        parallel=parallel,
+        gpus_per_trial=gpus_per_trial,
+        address=address,
+        runs_dir=RUNS,
+        on_update=on_update,
+    )
+    failpoints.reached("pareto")
+    untimed = latency.remeasure_pareto(study, settings, splits)
+    if untimed:
+        print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
+    print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
+    print(export.summary(export.rows(study, settings, only_pareto=True), space.objectives))
+    if interrupted:
+        print(
+            f"\ninterrupted: {interrupted} running trial(s) recorded as interrupted; "
+            f"continue with: search resume {study.study_name}"
+        )
+        return 130
+    return 0

@@ -1,0 +1,68 @@
+"""The formatters of progress lines and `search status`: durations, and the best trial
+so far on the first objective."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from search import progress
+from spaces import load
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (59.4, "59s"),
+        (60, "1m"),
+        (720, "12m"),
+        (3569, "59m"),
+        (3570, "1h00m"),
+        (3900, "1h05m"),
+        (90_000, "25h00m"),
+    ],
+)
+def test_duration_of_a_progress_line(seconds: float, text: str) -> None:
+    assert progress.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3, "-3s"),
+        (0, "0s"),
+        (119, "119s"),
+        (120, "2 min"),
+        (7199, "120 min"),
+        (7200, "2.0 h"),
+        (9000, "2.5 h"),
+        (796_469_054.4, "221241.4 h"),
+    ],
+)
+def test_span_of_status(seconds: float, text: str) -> None:
+    assert progress.span(seconds) == text
+
+
+def finished(values: list[float], state: TrialState = TrialState.COMPLETE):
+    return create_trial(state=state, values=values if state == TrialState.COMPLETE else None)
+
+
+def test_the_best_trial_is_best_on_the_first_objective_in_its_direction() -> None:
+    space = load("quickstart")  # accuracy (maximize) first
+    assert space.directions[0] == "maximize"
+    trials = [finished([0.5, 10, 1.0]), finished([0.8, 99, 9.0]), finished([0.8, 1, 0.1])]
+    trials.append(finished([], TrialState.FAIL))
+    assert progress.best(trials, space) is trials[1]  # the first of equals
+    assert progress.best([finished([], TrialState.RUNNING)], space) is None
+    assert progress.best([], space) is None
+
+
+def test_a_minimised_first_objective_picks_the_lowest() -> None:
+    space = replace(load("quickstart"), objectives=("latency_ms", "accuracy"))
+    assert space.directions[0] == "minimize"
+    trials = [finished([3.0, 0.9]), finished([1.0, 0.1]), finished([2.0, 0.5])]
+    assert progress.best(trials, space) is trials[1]
