@@ -25,23 +25,15 @@ def value(objective: str, number: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    """45s, 12m, 1h05m: how long a trial has trained, and the study's ETA, in a run's
-    progress lines."""
-    minutes = round(seconds / 60)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
+    """45s, 12m05s, 1h05m: elapsed times, ages and ETAs, in progress lines and `search status`
+    alike. Seconds are kept below an hour, so two epochs a few seconds apart read apart."""
+    whole = round(seconds)
+    if abs(whole) < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
     if minutes < 60:
-        return f"{minutes}m"
+        return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def span(seconds: float) -> str:
-    """45s, 12 min, 2.5 h: heartbeat ages and the ETA in `search status`."""
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def best(trials: Iterable[FrozenTrial], space: Space) -> FrozenTrial | None:

@@ -46,7 +46,7 @@ def report(study: optuna.Study, settings: StudyConfig, now: float | None = None)
         )
         lines.append(
             f"  running trial {trial.number}: host {drivers.host_of(driver)}, "
-            f"driver {driver}, heartbeat {progress.span(ledger.age(trial, now))} ago{stale}"
+            f"driver {driver}, heartbeat {progress.duration(ledger.age(trial, now))} ago{stale}"
         )
 
     failures = Counter(
@@ -74,7 +74,7 @@ def report(study: optuna.Study, settings: StudyConfig, now: float | None = None)
         median = statistics.median(durations)
         waves = math.ceil(left / max(1, len(live)))
         lines.append(
-            f"ETA: about {progress.span(waves * median)} ({left} trials left, median trial "
-            f"{progress.span(median)}, {max(1, len(live))} at a time)"
+            f"ETA: about {progress.duration(waves * median)} ({left} trials left, median trial "
+            f"{progress.duration(median)}, {max(1, len(live))} at a time)"
         )
     return "\n".join(lines)

@@ -271,7 +271,7 @@ def test_pruner_options_are_checked_before_anything_runs(search) -> None:
 def test_progress_prints_parameter_counts_with_thousands_separators() -> None:
     assert progress.value("params", 139781.0) == "139,781"
     assert progress.value("accuracy", 0.91234) == "0.9123"
-    assert [progress.duration(s) for s in (45, 720, 3900)] == ["45s", "12m", "1h05m"]
+    assert [progress.duration(s) for s in (45, 720, 3900)] == ["45s", "12m00s", "1h05m"]
     table = export.summary(
         [{"number": 0, "accuracy": 0.9, "params": 139781, "latency_ms_alone": None}],
         ("accuracy", "params"),
