@@ -44,7 +44,7 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
     assert load("cifar_budget_140k").budgets == (140_000,)
 
 
-DOCUMENTED = sorted((Path(__file__).resolve().parent.parent / "docs").rglob("*.yaml"))
+DOCUMENTED = sorted((Path(__file__).resolve().parents[2] / "docs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", DOCUMENTED, ids=lambda p: p.name)

@@ -23,7 +23,7 @@ from spaces import load
 from trainer.data import DataError
 from trainer.data.arrays import empty_images
 
-REGRESSIONS = Path(__file__).parent / "regressions"
+REGRESSIONS = Path(__file__).parents[1] / "regressions"
 
 # file -> what its one-line message must say
 EXPECTED = {

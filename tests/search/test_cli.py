@@ -10,7 +10,7 @@ import pytest
 
 from trainer.techniques import REGISTRY
 
-REGRESSIONS = Path(__file__).parent / "regressions"
+REGRESSIONS = Path(__file__).parents[1] / "regressions"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from trainer.data import DataError, load_dataset
 from trainer.data.base import channel_stats
 from trainer.data.load import CACHE_DIR_ENV, DATA_DIR_ENV, read_env, resolve_data_dir
 
-REAL_DATA = Path(read_env(DATA_DIR_ENV) or Path(__file__).parents[1].parent / "shared" / "data")
+REAL_DATA = Path(read_env(DATA_DIR_ENV) or Path(__file__).parents[2].parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

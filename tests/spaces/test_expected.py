@@ -25,7 +25,7 @@ def data_dir() -> Path:
     """$SEARCH_DATA_DIR, else the shared data folder next to the checkout."""
     configured = read_env(DATA_DIR_ENV)
     return (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
+        Path(configured) if configured else Path(__file__).resolve().parents[3] / "shared" / "data"
     )
 
 
