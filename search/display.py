@@ -60,12 +60,14 @@ class StudyLine:
     best: progress.Leader | None
     eta: str
 
-    def text(self, objective: str, elapsed: float) -> str:
-        best = "none yet" if self.best is None else self.best.describe([objective])
-        return (
-            f"failed {self.failed}, pruned {self.pruned}, best: {best} | ETA {self.eta}, "
-            f"{progress.duration(elapsed)} elapsed"
-        )
+    def tally(self) -> str:
+        return f"failed {self.failed}, pruned {self.pruned}"
+
+    def best_text(self, objective: str) -> str:
+        return "best: " + ("none yet" if self.best is None else self.best.describe([objective]))
+
+    def timing(self, elapsed: float) -> str:
+        return f"ETA {self.eta}, {progress.duration(elapsed)} elapsed"
 
 
 class Board:
@@ -156,9 +158,13 @@ class Board:
             eta=eta,
         )
 
-    def study_text(self) -> str:
-        """The study's line, without its done/target."""
-        return self.line.text(self.space.objectives[0], time.monotonic() - self.start)
+    def best(self) -> str:
+        """'best: +se, mean of 3 seeds: accuracy 0.91', or 'best: none yet'."""
+        return self.line.best_text(self.space.objectives[0])
+
+    def timing(self) -> str:
+        """'ETA 12m05s, 3m10s elapsed'."""
+        return self.line.timing(time.monotonic() - self.start)
 
 
 class Lines(Board):
@@ -172,7 +178,10 @@ class Lines(Board):
 
     def show(self, message: str, lasting: bool) -> None:
         line = self.line
-        self.write(f"[{line.done}/{line.target}] {message} | {self.study_text()}")
+        self.write(
+            f"[{line.done}/{line.target}] {message} | {line.tally()}, {self.best()} | "
+            f"{self.timing()}"
+        )
 
 
 class LiveView(Board):
@@ -208,7 +217,8 @@ class LiveView(Board):
         self.live.refresh()
 
     def render(self) -> RenderableType:
-        """One line per running trial, then the study's line."""
+        """One line per running trial, then the study's two: its bar, counts and times, and
+        its best configuration."""
         now = time.monotonic()
         table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
         for header, justify in (
@@ -238,10 +248,11 @@ class LiveView(Board):
         study.add_row(
             Text("study", style="bold"),
             ProgressBar(total=line.target, completed=line.done, width=BAR_WIDTH),
-            f"{line.done}/{line.target}",
-            Text(self.study_text()),
+            f"{line.done}/{line.target} done,",
+            Text(f"{line.tally()} | {self.timing()}"),
         )
-        return Group(table, study) if rows else study
+        best = Text(f"      {self.best()}")  # under the bar
+        return Group(table, study, best) if rows else Group(study, best)
 
 
 def board(study: optuna.Study, settings: StudyConfig) -> Board:

@@ -88,9 +88,9 @@ def run(
         print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
     done, _ = ledger.progress(study, settings.grace_period)
     print(
-        f"study {study.study_name!r}: {space.name}, {done}/{settings.trials} trials done, "
-        f"{plan.describe()}, on {len(splits.y_train)} train / "
-        f"{len(splits.y_val)} validation images",
+        f"study {study.study_name!r}: {space.name}, {done}/{settings.trials} trials done, on "
+        f"{len(splits.y_train)} train / {len(splits.y_val)} validation images\n"
+        f"trials: {plan.describe()}; every run of this study keeps its threads and device",
         flush=True,
     )
     with display.board(study, settings) as board:
