@@ -99,16 +99,20 @@ def _study_splits(settings: StudyConfig, data_dir: str | None) -> Splits:
 
 
 def _run(
-    study: optuna.Study, settings: StudyConfig, splits: Splits, args: argparse.Namespace
+    study: optuna.Study,
+    settings: StudyConfig,
+    splits: Splits,
+    args: argparse.Namespace,
+    target: int | None = None,
 ) -> int:
-    return session.run(
-        study,
-        settings,
-        splits,
-        parallel=args.parallel,
-        gpus_per_trial=args.gpus_per_trial,
-        address=args.address,
-    )
+    """Run the study with the execution settings it recorded (`search.execution`), changed
+    only as far as `--parallel` and `--gpus-per-trial` may; a refused override costs one
+    line before anything is written. `target`: a new trial target, set once accepted."""
+    plan = session.execution(study, args.parallel, args.gpus_per_trial)
+    if target:
+        studies.set_target(study, target)
+        settings = studies.load_config(study)
+    return session.run(study, settings, splits, plan, address=args.address)
 
 
 # Arguments several commands share.
@@ -141,8 +145,17 @@ def _epochs_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--parallel", type=_integer(1, 1024), default=1, help="trials at once")
-    p.add_argument("--gpus-per-trial", type=_fraction, default=0.0, help="GPU fraction per trial")
+    p.add_argument(
+        "--parallel",
+        type=_integer(1, 1024),
+        help="trials at once (default: the study's first run's, else 1); a new study gives "
+        "each trial cores // K threads, and keeps that many",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_fraction,
+        help="GPU fraction per trial (default: the study's first run's, else 0: the CPU)",
+    )
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
     p.add_argument("--data-dir", help="where data sets are read from")
     p.add_argument(
@@ -213,9 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     opened = storage.open_storage(args.storage)
     session.start_ray(args.address)  # an unreachable cluster fails before the study is written
     study = studies.create_or_load(opened, name, settings.space(), settings)
-    if args.trials:  # continuing with a new target
-        studies.set_target(study, args.trials)
-    return _run(study, studies.load_config(study), splits, args)
+    return _run(study, studies.load_config(study), splits, args, target=args.trials)
 
 
 def ablate_args(p: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import ray
@@ -29,6 +29,7 @@ from ray.tune.search import Searcher
 
 from search import drivers, failpoints, halving, heartbeat, ledger, progress, reaper, weights
 from search.errors import UsageError
+from search.execution import Execution
 from search.study import StudyConfig
 from spaces import Space
 from spaces.listing import finite_configurations
@@ -36,6 +37,9 @@ from trainer.budget import BudgetError, resolve_arch
 from trainer.data import Splits
 from trainer.models.net import stage_channels
 from trainer.train import Diverged, train
+
+if TYPE_CHECKING:
+    from search.display import Board
 
 # Ray Tune's config of a trial (here `ray_params`) is its flat parameters and these two keys.
 TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
@@ -143,12 +147,12 @@ class StudySearcher(Searcher):
         settings: StudyConfig,
         in_shape: tuple[int, int, int],
         num_classes: int,
-        on_update: Callable[[str], None],
+        board: Board,
     ):
         super().__init__()  # no Tune metric: failed trials report none, the study judges
         self.study, self.space, self.settings = study, space, settings
         self.in_shape, self.num_classes = in_shape, num_classes
-        self.on_update = on_update
+        self.board = board  # shown every event
         self.live: dict[str, optuna.Trial] = {}
         self.driver = drivers.driver_id()
         self.configurations = finite_configurations(space)  # None: too many to list
@@ -156,8 +160,11 @@ class StudySearcher(Searcher):
         self.repeats = 0  # duplicate proposals in a row
         self.stopped = False
         self.idle_until = 0.0  # monotonic time before which `suggest` need not look again
-        halving = bool(space.pruner.rungs(space.train.epochs))
-        self.eta = progress.Eta(study, space.train.epochs, halving)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray Tune pickles the searcher into its experiment folder; the board (a lock, a
+        terminal) stays out. A study is continued from its storage, never from there."""
+        return {**self.__dict__, "board": None}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if time.monotonic() < self.idle_until:
@@ -213,7 +220,7 @@ class StudySearcher(Searcher):
             orphans = ledger.fail_orphans(self.study, self.settings.grace_period)
             requeued = ledger.requeue_interrupted(self.study) if orphans else 0
         if orphans:
-            self.on_update(
+            self.board.note(
                 f"{orphans} trial(s) of a dead driver interrupted, {requeued} queued again"
             )
 
@@ -274,11 +281,12 @@ class StudySearcher(Searcher):
             return None
         trial.set_user_attr(ledger.PLANNED_PARAMS, fit.params)
         self.live[trial_id] = trial
+        self.board.started(trial, spec.train.epochs)
         return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
 
     def _reject(self, number: int, failure: str, reason: str) -> None:
         ledger.fail(self.study, number, failure, reason)
-        self.on_update(f"trial {number} not trained ({failure}): {reason}")
+        self.board.note(f"trial {number} not trained ({failure}): {reason}")
 
     def _duplicate(self, trial: optuna.Trial, original: FrozenTrial) -> None:
         """Record `trial` as the configuration `original` trained, with its outcome."""
@@ -290,12 +298,12 @@ class StudySearcher(Searcher):
                 if key in original.user_attrs:
                     trial.set_user_attr(key, original.user_attrs[key])
             self.study.tell(trial, original.values)
-            self.on_update(f"trial {trial.number} is {same}: its result is reused")
+            self.board.note(f"trial {trial.number} is {same}: its result is reused")
         elif original.state == TrialState.PRUNED:  # halving stopped it: the same, untrained
             for key in (ledger.PRUNED_EPOCH, ledger.PARTIAL_ACCURACY):
                 trial.set_user_attr(key, original.user_attrs[key])
             self.study.tell(trial, state=TrialState.PRUNED)
-            self.on_update(f"trial {trial.number} is {same}, which was pruned")
+            self.board.note(f"trial {trial.number} is {same}, which was pruned")
         elif original.state == TrialState.FAIL:
             reason = original.user_attrs.get(ledger.REASON, "")
             self._reject(trial.number, ledger.DUPLICATE, f"{same}, which failed: {reason}")
@@ -309,7 +317,7 @@ class StudySearcher(Searcher):
     def _stop(self, message: str) -> None:
         if not self.stopped:
             self.stopped = True
-            self.on_update(message)
+            self.board.note(message)
 
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Record a trial's per-epoch report and show it; returns whether successive halving
@@ -320,23 +328,18 @@ class StudySearcher(Searcher):
         epoch, accuracy = result[EPOCH_KEY], result[ledger.EPOCH_ACCURACY]
         failpoints.reached("epoch")  # mid-trial, its epoch's checkpoint written
         epochs = self.space.replay(trial.params).train.epochs  # the recipe may search it
-        self.eta.epoch(trial.number, epoch, epochs)
         try:
             pruned = halving.report(self.study, trial, self.space.pruner, epochs, epoch, accuracy)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
             del self.live[trial_id]
-            self.on_update(f"trial {trial.number}: already recorded as interrupted, stopped")
+            self.board.ended(trial.number, "already recorded as interrupted: stopped")
             return True
-        self.on_update(
-            f"trial {trial.number} epoch {epoch}/{epochs}: accuracy {accuracy:.4f}, "
-            f"{progress.duration(result['time_total_s'])} in; study ETA "
-            f"{self.eta.remaining(self.settings.trials)}"
-        )
+        self.board.epoch(trial.number, epoch, accuracy, result["time_total_s"])
         if pruned:
             del self.live[trial_id]
             self._drop_checkpoint(trial)
-            self.eta.finished(trial.number)
-            self.on_update(describe(self.study.trials[trial.number], self.space.objectives))
+            recorded = self.study.trials[trial.number]
+            self.board.ended(trial.number, progress.outcome(recorded, self.space.objectives))
         return pruned
 
     def on_trial_complete(
@@ -345,16 +348,15 @@ class StudySearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:  # pruned already, or not ours
             return
-        self.eta.finished(trial.number)
         try:
             self._record(trial, result, error)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
-            self.on_update(f"trial {trial.number}: already recorded as interrupted, result dropped")
+            self.board.ended(trial.number, "already recorded as interrupted: result dropped")
             return
         recorded = self.study.trials[trial.number]
         if recorded.user_attrs.get(ledger.FAILURE) != ledger.INTERRUPTED:
             self._drop_checkpoint(trial)
-        self.on_update(describe(recorded, self.space.objectives))
+        self.board.ended(trial.number, progress.outcome(recorded, self.space.objectives))
 
     def _drop_checkpoint(self, trial: optuna.Trial) -> None:
         """A trial's outcome is recorded: its checkpoint will never be resumed. An
@@ -408,22 +410,6 @@ class EpochScheduler(FIFOScheduler):
         if EPOCH_KEY in result and self.searcher.on_epoch(trial.trial_id, result):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
-
-
-def describe(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> str:
-    """One progress line for a finished trial, whatever objectives the space declares."""
-    if trial.state == optuna.trial.TrialState.COMPLETE:
-        values = ", ".join(
-            f"{o} {progress.value(o, v)}" for o, v in zip(objectives, trial.values, strict=True)
-        )
-        return f"trial {trial.number} done: {values}"
-    if trial.state == optuna.trial.TrialState.PRUNED:
-        attrs = trial.user_attrs
-        return (
-            f"trial {trial.number} pruned after epoch {attrs[ledger.PRUNED_EPOCH]}: accuracy "
-            f"{attrs[ledger.PARTIAL_ACCURACY]:.4f} was below its rung's top"
-        )
-    return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get(ledger.REASON, '')}"
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -480,27 +466,23 @@ def run_study(
     settings: StudyConfig,
     splits: Splits,
     *,
-    parallel: int,
-    gpus_per_trial: float,
+    execution: Execution,
     address: str | None,
     runs_dir: Path,
-    on_update: Callable[[str], None],
+    board: Board,
 ) -> int:
-    """Run trials until the study reaches its target; returns how many were interrupted."""
+    """Run trials as `execution` says until the study reaches its target, showing each event
+    on `board`; returns how many were interrupted."""
     start_ray(address)
     mark = Path(settings.weights_dir) / study.study_name / SHARED_MARK
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(drivers.driver_id())
-    cpus = ray.cluster_resources().get("CPU", 1)
-    cpus_per_trial = max(1, int(cpus // parallel)) if gpus_per_trial == 0 else 1
-    searcher = StudySearcher(
-        study, space, settings, splits.image_shape, splits.num_classes, on_update
-    )
+    searcher = StudySearcher(study, space, settings, splits.image_shape, splits.num_classes, board)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial, settings=settings, splits=splits, study_name=study.study_name
         ),
-        {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
+        {"cpu": execution.threads, "gpu": execution.gpus_per_trial},
     )
     tuner = tune.Tuner(
         trainable,
@@ -508,7 +490,7 @@ def run_study(
             search_alg=searcher,
             scheduler=EpochScheduler(searcher),
             num_samples=-1,
-            max_concurrent_trials=parallel,
+            max_concurrent_trials=execution.parallel,
         ),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -524,6 +506,11 @@ def run_study(
     with beat, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: record what was running
         tuner.fit()
     return searcher.interrupted()
+
+
+def cluster_cpus() -> float:
+    """The CPUs of the Ray cluster this process started or joined."""
+    return ray.cluster_resources().get("CPU", 1)
 
 
 def stop_ray() -> None:

@@ -1,21 +1,22 @@
 """A run of a study by this driver, from the command line's side: its data read, Ray started
-on loopback unless a cluster is named, the orphans of earlier runs failed and queued again,
-the trials run to the target with a progress line per event, the Pareto front re-timed
-alone and printed. `search.runner`, the one module that imports Ray, is imported only when
-trials are about to run, so commands that run none never pay for Ray.
+on loopback unless a cluster is named, its execution settings settled (`search.execution`),
+the orphans of earlier runs failed and queued again, the trials run to the target with their
+progress shown (`search.display`), the Pareto front re-timed alone and printed.
+`search.runner`, the one module that imports Ray, is imported only when trials are about to
+run, so commands that run none never pay for Ray.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import optuna
 
-from search import export, failpoints, latency, ledger, progress, provenance
+from search import display, export, failpoints, latency, ledger, provenance
+from search import execution as executions
+from search.execution import Execution
 from search.study import StudyConfig
 from spaces import Space
 from trainer.data import DataError, Splits, load_dataset, make_splits
@@ -55,21 +56,30 @@ def stop_ray() -> None:
         sys.modules["search.runner"].stop_ray()
 
 
+def execution(study: optuna.Study, parallel: int | None, gpus_per_trial: float | None) -> Execution:
+    """How this run runs the study's trials: as recorded at its first run, `parallel` and
+    `gpus_per_trial` (None: not given) changing only how many at once. Ray must be started:
+    the threads per trial must fit its cluster. A refused override raises UsageError."""
+    from search import runner  # Ray is imported only when trials are about to run
+
+    return executions.settle(study, parallel, gpus_per_trial, runner.cluster_cpus())
+
+
 def run(
     study: optuna.Study,
     settings: StudyConfig,
     splits: Splits,
+    plan: Execution,
     *,
-    parallel: int,
-    gpus_per_trial: float,
     address: str | None,
 ) -> int:
-    """Run the study to its target, print progress and the Pareto front; returns the exit
-    status (130 when interrupted)."""
+    """Run the study to its target as `plan` says, show its progress, print the Pareto
+    front; returns the exit status (130 when interrupted)."""
     from search import runner  # Ray is imported only when trials are about to run
 
     space = settings.space()
     provenance.record(study, splits)
+    executions.record(study, plan)
     orphans = ledger.fail_orphans(study, settings.grace_period)
     if orphans:
         print(f"{orphans} trial(s) of an earlier, ended run recorded as interrupted")
@@ -78,36 +88,22 @@ def run(
         print(f"{requeued} interrupted trial(s) queued to train again with their parameters")
     done, _ = ledger.progress(study, settings.grace_period)
     print(
-        f"study {study.study_name!r}: {space.name}, {done}/{settings.trials} trials done, "
-        f"{parallel} in parallel on {len(splits.y_train)} train / "
-        f"{len(splits.y_val)} validation images"
+        f"study {study.study_name!r}: {space.name}, {done}/{settings.trials} trials done, on "
+        f"{len(splits.y_train)} train / {len(splits.y_val)} validation images\n"
+        f"trials: {plan.describe()}; every run of this study keeps its threads and device",
+        flush=True,
     )
-    start = time.perf_counter()
-
-    def on_update(message: str) -> None:
-        trials = study.get_trials(deepcopy=False)
-        failed = sum(t.state.name == "FAIL" and ledger.counted(t) for t in trials)
-        pruned = sum(t.state.name == "PRUNED" for t in trials)
-        best = progress.best(trials, space)
-        print(
-            f"[{ledger.done(trials)}/{settings.trials}] {message} | failed {failed}, "
-            f"pruned {pruned}, best {space.objectives[0]} "
-            f"{math.nan if best is None else best.values[0]:.4f}, "
-            f"{time.perf_counter() - start:.0f}s",
-            flush=True,
+    with display.board(study, settings) as board:
+        interrupted = runner.run_study(
+            study,
+            space,
+            settings,
+            splits,
+            execution=plan,
+            address=address,
+            runs_dir=RUNS,
+            board=board,
         )
-
-    interrupted = runner.run_study(
-        study,
-        space,
-        settings,
-        splits,
-        parallel=parallel,
-        gpus_per_trial=gpus_per_trial,
-        address=address,
-        runs_dir=RUNS,
-        on_update=on_update,
-    )
     failpoints.reached("pareto")
     untimed = latency.remeasure_pareto(study, settings, splits)
     if untimed:

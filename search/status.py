@@ -21,32 +21,41 @@ def _duration(trial: FrozenTrial) -> float | None:
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
+def _dead(trial: FrozenTrial, grace: float, now: float) -> str:
+    """Why a RUNNING trial does not run any more, or '' while it does: its driver, on this
+    host, is gone ("driver dead", known at once), or sent no heartbeat for the grace period
+    (on another host, "stale"). Either way the next run of the study retrains it."""
+    if not drivers.alive(trial.user_attrs.get(ledger.DRIVER, "")):
+        return " (driver dead: its process on this host is gone, not counted)"
+    if not ledger.is_live(trial, grace, now):
+        return f" (stale: dead after {grace:.0f}s, not counted)"
+    return ""
+
+
 def report(study: optuna.Study, settings: StudyConfig, now: float | None = None) -> str:
-    """Target and trials done, running trials with driver and heartbeat age, failures by
-    reason, the best trial so far, and an ETA from the median trial duration."""
+    """Target and trials done, running trials (what each trains, its driver and heartbeat
+    age, and whether that driver is dead), failures by reason, the best configuration so
+    far, and an ETA from the median trial duration."""
     now = time.time() if now is None else now
     space = settings.space()
     grace = settings.grace_period
     trials = study.get_trials(deepcopy=False)
     done = ledger.done(trials)
-    running = [t for t in trials if t.state == TrialState.RUNNING]
-    live = [t for t in running if ledger.is_live(t, grace, now)]
+    running = [(t, _dead(t, grace, now)) for t in trials if t.state == TrialState.RUNNING]
+    live = [t for t, dead in running if not dead]
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     lines = [
         f"study {study.study_name!r} ({space.name}): {done}/{settings.trials} trials done, "
         f"{len(live)} running, {waiting} queued"
     ]
 
-    for trial in running:
+    for trial, dead in running:
         driver = trial.user_attrs.get(ledger.DRIVER, "?")
-        stale = (
-            ""
-            if ledger.is_live(trial, grace, now)
-            else f" (stale: dead after {grace:.0f}s, not counted)"
-        )
+        seed = ledger.seed_of(trial, settings.seed)
         lines.append(
-            f"  running trial {trial.number}: host {drivers.host_of(driver)}, "
-            f"driver {driver}, heartbeat {progress.duration(ledger.age(trial, now))} ago{stale}"
+            f"  running trial {trial.number} ({progress.label(trial, space)}, seed {seed}): "
+            f"host {drivers.host_of(driver)}, driver {driver}, "
+            f"heartbeat {progress.duration(ledger.age(trial, now))} ago{dead}"
         )
 
     failures = Counter(
@@ -55,14 +64,12 @@ def report(study: optuna.Study, settings: StudyConfig, now: float | None = None)
     listed = ", ".join(f"{reason} {n}" for reason, n in sorted(failures.items()))
     lines.append(f"failures: {listed or 'none'}")
 
-    best = progress.best(trials, space)
-    if best is not None:
-        values = ", ".join(
-            f"{o} {v:.4g}" for o, v in zip(space.objectives, best.values, strict=True)
-        )
-        lines.append(f"best so far: trial {best.number}, {values}")
-    else:
+    best = progress.leader(trials, space)
+    if best is None:
         lines.append("best so far: none (no trial finished)")
+    else:
+        numbers = "" if len(best.numbers) == 1 else f" (trials {', '.join(map(str, best.numbers))})"
+        lines.append(f"best so far: {best.describe(space.objectives)}{numbers}")
 
     durations = [d for t in trials if ledger.counted(t) and (d := _duration(t)) is not None]
     left = max(0, settings.trials - done)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from search import ledger
+from search import ledger, progress
 from spaces import load
 
 pytestmark = pytest.mark.slow
@@ -121,7 +121,9 @@ techniques: {blurpool: search}
     assert "failed 2" in run.stdout
 
 
-def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> None:
+def test_a_study_stopped_by_sigterm_resumes_to_its_target_as_it_ran(tmp_path: Path) -> None:
+    """Interrupted, then a bare `search resume`: the rest trains with the threads per trial
+    and the parallelism the study started with, never a mix (issue 18)."""
     url = storage_of(tmp_path)
     command = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "cut"]
     proc = subprocess.Popen(
@@ -153,14 +155,21 @@ def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> Non
     counted = len(study.get_trials(states=(TrialState.COMPLETE,)))
     assert counted < 6, "the run finished before it could be interrupted"
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "search.cli", "resume", "cut", "--storage", url, "--parallel", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    recorded = study.user_attrs["execution"]
+    assert (recorded["parallel"], recorded["device"]) == (2, "cpu")
+    trials_before = len(study.trials)
+
+    resume = [sys.executable, "-m", "search.cli", "resume", "cut", "--storage", url]
+    moved = subprocess.run(
+        [*resume, "--gpus-per-trial", "0.5"], cwd=tmp_path, capture_output=True, text=True
     )
+    assert moved.returncode == 2 and "Traceback" not in moved.stderr
+    assert moved.stderr.count("\n") == 1 and "ran its trials 2 at once" in moved.stderr
+    assert len(optuna.load_study(study_name="cut", storage=url).trials) == trials_before
+
+    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "2 at once" in resumed.stdout
     study = optuna.load_study(study_name="cut", storage=url)
     complete = {t.number: t.values for t in study.trials if ledger.counted(t)}
     assert len(complete) == 6 and len(set(trained_keys(study))) == 6
@@ -172,8 +181,11 @@ def test_a_study_stopped_by_sigterm_resumes_to_its_target(tmp_path: Path) -> Non
             assert reruns[trial.number].params == trial.params
         else:  # never trained: a duplicate, or a proposal over the smallest budget level
             assert trial.user_attrs["failure"] in (ledger.DUPLICATE, ledger.OVER_BUDGET)
-    # Resumed trials trained with the study's stored settings (3 epochs), not the preset's.
+    # Resumed trials trained with the study's stored settings (3 epochs), not the preset's,
+    # and every trial with the threads of its first run.
     assert study.user_attrs["epochs"] == 3
+    threads = {t.user_attrs["threads"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert threads == {recorded["threads"]}
 
 
 def trained_keys(study: optuna.Study) -> list[str]:
@@ -187,8 +199,6 @@ def trained_keys(study: optuna.Study) -> list[str]:
 
 def test_progress_line_follows_the_declared_objectives() -> None:
     """A space may declare any subset of the objectives; progress must not assume three."""
-    from search.runner import describe
-
     trial = optuna.trial.create_trial(params={}, distributions={}, values=[0.91, 0.25])
-    line = describe(trial, ("accuracy", "latency_ms"))
-    assert line == f"trial {trial.number} done: accuracy 0.91, latency_ms 0.25"
+    line = progress.outcome(trial, ("accuracy", "latency_ms"))
+    assert line == "done: accuracy 0.91, latency_ms 0.25"

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import export, halving, ledger, progress
+from search import display, export, halving, ledger, progress
 from search import study as studies
 from search.errors import UsageError
 from search.runner import EPOCH_KEY, SEED_KEY, TRIAL_KEY, StudySearcher
@@ -197,8 +197,9 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     study, config = new_study(tmp_path, asha_source())
     messages: list[str] = []
     splits = make_splits(load_dataset("digits"), val_fraction=0.2, seed=0)
+    board = display.Lines(study, config, write=messages.append)
     searcher = StudySearcher(
-        study, config.space(), config, splits.image_shape, splits.num_classes, messages.append
+        study, config.space(), config, splits.image_shape, splits.num_classes, board
     )
     base, other = searcher.suggest("a"), searcher.suggest("b")
     epoch = {EPOCH_KEY: 1, "time_total_s": 3.0}
@@ -208,8 +209,9 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     pruned = study.trials[other[TRIAL_KEY]]
     assert pruned.state == TrialState.PRUNED and ledger.counted(pruned)
     n = pruned.number
-    assert any(f"trial {n} epoch 1/12: accuracy 0.2000, 3s in; study ETA" in m for m in messages)
-    assert any(m.startswith(f"trial {n} pruned after epoch 1: accuracy 0.2000") for m in messages)
+    trial = f"trial {n} ({progress.label(pruned, config.space())}, seed 0)"
+    assert any(f"] {trial} epoch 1/12: accuracy 0.2000, " in m and " | " in m for m in messages)
+    assert any(f"] {trial} pruned after epoch 1: accuracy 0.2000" in m for m in messages)
 
     study.enqueue_trial({k: v for k, v in other.items() if k not in (TRIAL_KEY, SEED_KEY)})
     proposal = searcher.suggest("c")
@@ -289,7 +291,8 @@ def test_quickstart_with_asha_prunes_trials_and_keeps_them_off_the_front(
         "--parallel", "2", "--study", "qa", "--storage", url,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr + run.stdout
-    assert "trial 0 epoch 1/4: accuracy" in run.stdout and "study ETA" in run.stdout
+    assert "trial 0 (depthwise + gap, 2,000 params, seed 0) epoch 1/4: accuracy" in run.stdout
+    assert "| ETA " in run.stdout
     assert "[8/8]" in run.stdout and "pruned after epoch" in run.stdout
 
     study = optuna.load_study(study_name="qa", storage=url)

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search import export, ledger
+from search import display, export, ledger
 from search import study as studies
 from search.runner import SEED_KEY, TRIAL_KEY, StudySearcher, train_trial
 from search.study import StudyConfig
@@ -85,7 +85,7 @@ class Search:
             self.config,
             splits.image_shape,
             splits.num_classes,
-            self.messages.append,
+            display.Lines(self.study, self.config, write=self.messages.append),
         )
 
     def train(self, trial_id: str, proposal: dict) -> None:
