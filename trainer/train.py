@@ -34,7 +34,7 @@ from torch import nn
 
 from trainer import checkpoint as checkpointing
 from trainer import techniques as registry
-from trainer.budget import resolve_arch
+from trainer.budget import resolve_archs
 from trainer.checkpoint import TrainState
 from trainer.data import DeviceData, Splits
 from trainer.group import RULE, group_key
@@ -296,7 +296,7 @@ def train_group(
         raise ValueError(f"{len(specs)} trial specs but {len(paths)} checkpoint paths")
 
     # Architecture slot and budget: each member's, and one network for all of them.
-    archs = [resolve_arch(spec, splits.image_shape, num_classes).arch for spec in specs]
+    archs = resolve_archs(specs, splits.image_shape, num_classes)
     if len({group_key(spec, arch) for spec, arch in zip(specs, archs, strict=True)}) > 1:
         raise ValueError(f"these trials may not share a group. {RULE}")
     hp = specs[0].train  # batch size and epochs are the group's

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_pre_hook
 
+import trainer.budget
 import trainer.checkpoint
 from trainer.data import DeviceData, Splits, load_dataset, make_splits
 from trainer.group import group_key
@@ -277,6 +278,23 @@ def test_the_rule_groups_per_member_settings_and_separates_shared_ones() -> None
     assert group_key(spec(0), replace(arch, head="gap")) != key
     with pytest.raises(ValueError, match="may not share a group"):
         group([spec(0), spec(1, {"gap": {}})])
+
+
+def test_paired_seeds_share_one_budget_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    fitted = []
+    fit = trainer.budget.resolve_arch
+
+    def counted(trial: TrialSpec, *args: object) -> object:
+        fitted.append(trial.seed)
+        return fit(trial, *args)
+
+    monkeypatch.setattr(trainer.budget, "resolve_arch", counted)
+    budgeted = [replace(spec(seed, {"se": {}}), budget=1200) for seed in SEEDS]
+    trials = [*budgeted, replace(budgeted[0], techniques={})]
+    archs = trainer.budget.resolve_archs(trials, (1, 8, 8), 10)
+    assert fitted == [0, 0]  # one fit for the three seeds, one for the other techniques
+    assert archs == [fit(t, (1, 8, 8), 10).arch for t in trials]
+    assert archs[0].width != 1.0  # fitted, not the spec's own
 
 
 def test_a_fused_net_computes_each_member_and_keeps_their_statistics_apart() -> None:
