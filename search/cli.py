@@ -23,12 +23,14 @@ from typing import NoReturn
 import optuna
 
 from search import ablate, export, latency, ledger, session, status, storage
+from search import execution as executions
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
 from spaces import SpaceError, check_budget, check_build, check_name, load, preset_names
 from spaces.space import PRUNERS
+from trainer import group
 from trainer.data import DataError, Splits
 from trainer.techniques import REGISTRY, rules
 
@@ -74,6 +76,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _fuse(text: str) -> str:
+    try:
+        return executions.parse_fuse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _output(text: str | None) -> Path | None:
     """The file `export -o` writes: its folder must exist, and it must not be a folder."""
     if text is None:
@@ -106,9 +115,10 @@ def _run(
     target: int | None = None,
 ) -> int:
     """Run the study with the execution settings it recorded (`search.execution`), changed
-    only as far as `--parallel` and `--gpus-per-trial` may; a refused override costs one
-    line before anything is written. `target`: a new trial target, set once accepted."""
-    plan = session.execution(study, args.parallel, args.gpus_per_trial)
+    only as far as `--parallel`, `--gpus-per-trial` and `--fuse` may; a refused override
+    costs one line before anything is written. `target`: a new trial target, set once
+    accepted."""
+    plan = session.execution(study, args.parallel, args.gpus_per_trial, args.fuse)
     if target:
         studies.set_target(study, target)
         settings = studies.load_config(study)
@@ -154,7 +164,15 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpus-per-trial",
         type=_fraction,
-        help="GPU fraction per trial (default: the study's first run's, else 0: the CPU)",
+        help="GPU fraction per trial, or per fused group (default: the study's first run's, "
+        "else 0: the CPU)",
+    )
+    p.add_argument(
+        "--fuse",
+        type=_fuse,
+        help="train queued trials that may share a network (see `search techniques`) as one "
+        "fused group of up to K: auto (as many as pay on the device), off, or K (default: the "
+        "study's first run's, else auto); a group takes one --parallel slot",
     )
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
     p.add_argument("--data-dir", help="where data sets are read from")
@@ -433,6 +451,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
                 print(f"        {hyper.doc}")
         for rule in rules.rules_for(name):
             print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
+    print(f"fused groups (--fuse): {group.RULE}")
     return 0
 
 

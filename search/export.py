@@ -24,9 +24,9 @@ from trainer.data import DeviceData, Splits
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
-# The measurements as columns; how the trial ran (device, threads, and the epoch it resumed
-# from after an interruption) follows them in a row.
-HOW = (ledger.DEVICE, ledger.THREADS, ledger.RESUMED_FROM_EPOCH)
+# The measurements as columns; how the trial ran (device, threads, the epoch it resumed
+# from after an interruption, and the fused group it trained in) follows them in a row.
+HOW = (ledger.DEVICE, ledger.THREADS, ledger.RESUMED_FROM_EPOCH, ledger.GROUP)
 # Measured values of recipe fields: the row shows them in the field's column, in place of
 # the value the configuration asked for.
 AS_TRAINED = {ledger.BATCH_SIZE: "train.batch_size"}

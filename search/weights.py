@@ -2,7 +2,8 @@
 the network of a finished trial rebuilt from its parameters (with its weights, to test it).
 
 runs/weights/<study>/trial_<n>.pt holds a finished trial's weights, written whole or not at
-all; runs/weights/<study>/checkpoints/ the per-epoch checkpoints of trials still training.
+all; runs/weights/<study>/checkpoints/ the per-epoch checkpoints of trials still training;
+runs/weights/<study>/stopped/ the marks that stop one member of a fused group.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def checkpoint_path(
     check_name(study_name, "study name")
     key = hashlib.sha256(ledger.config_key(params, seed).encode()).hexdigest()[:24]
     return Path(settings.weights_dir) / study_name / "checkpoints" / f"{key}.pt"
+
+
+def stop_mark(settings: StudyConfig, study_name: str, number: int) -> Path:
+    """runs/weights/<study>/stopped/trial_<n>: written by the driver when trial n, a member
+    of a fused group still training (`search.runner`), must train no further (successive
+    halving pruned it); its worker reads and removes it when the epoch's report returns."""
+    check_name(study_name, "study name")
+    return Path(settings.weights_dir) / study_name / "stopped" / f"trial_{number}"
 
 
 def save(model: torch.nn.Module, path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from trainer.group import RULE
 from trainer.techniques import REGISTRY
 
 REGRESSIONS = Path(__file__).parents[1] / "regressions"
@@ -120,3 +121,4 @@ def test_list_and_techniques(search) -> None:
         assert f"{name} ({cls.kind})" in catalogue.stdout
         for hyper in cls.hypers:
             assert f"{name}.{hyper.name}" in catalogue.stdout
+    assert f"fused groups (--fuse): {RULE}" in catalogue.stdout
