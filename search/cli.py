@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import optuna
 
-from search import ablate, export, latency, ledger, session, status, storage
+from search import ablate, estimate, export, latency, ledger, session, status, storage
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
@@ -240,7 +240,10 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
         help="split and sampler seed; the first seed",
     )
     p.add_argument(
-        "--dry-run", action="store_true", help="print the design and exit, touching nothing"
+        "--dry-run",
+        action="store_true",
+        help="print the design, each configuration's size and estimated time, and exit, "
+        "touching nothing",
     )
     _storage_arg(p)
     _runner_args(p)
@@ -260,6 +263,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
+        machine = estimate.Machine.here(args.parallel, args.gpus_per_trial)
+        costs = estimate.probe(design, space, splits, machine)
+        print(estimate.describe(costs, space, splits, len(seeds), machine))
         return 0
     settings = StudyConfig(
         space_source=space.source,

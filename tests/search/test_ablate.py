@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
+import re
 from pathlib import Path
 
 import optuna
@@ -255,10 +257,18 @@ def test_bad_ablate_input_gets_one_message_and_status_2(
 
 
 def test_dry_run_prints_the_design_and_touches_nothing(search, tmp_path: Path) -> None:
-    result = search("ablate", "quickstart", "--design", "loo", "--seeds", "2", "--dry-run")
+    result = search(
+        "ablate", "quickstart", "--design", "loo", "--seeds", "2", "--parallel", "2", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
     assert "design loo: 8 configurations x 2 seeds (0, 1) = 16 trials" in result.stdout
     assert "rule mixup x label_smoothing" in result.stdout
+    assert "cost per configuration (an estimate: " in result.stdout
+    threads = max(1, (os.cpu_count() or 1) // 2)  # --parallel 2: half the cores each
+    assert f"on cpu, {threads} thread{'s' * (threads > 1)} per trial" in result.stdout
+    full = re.search(r"^  full +([\d,]+) +(\d+(?:-\d+)+) +\S+ +\S+$", result.stdout, re.M)
+    assert full is not None and 1960 <= int(full[1].replace(",", "")) <= 2000
+    assert "estimated training time: " in result.stdout
     assert not (tmp_path / "runs").exists()
 
 
