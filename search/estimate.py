@@ -144,6 +144,6 @@ def describe(costs: list[Cost], space: Space, splits: Splits, seeds: int, machin
     at_once = f"{machine.parallel} trial" + (" at once" if machine.parallel == 1 else "s at once")
     lines.append(
         f"estimated training time: {_seconds(total)} in all, about "
-        f"{_seconds(total / machine.parallel)} with {at_once}"
+        f"{_seconds(total / machine.parallel)} with {at_once}, plus each trial's start-up"
     )
     return "\n".join(lines)

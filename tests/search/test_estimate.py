@@ -51,5 +51,6 @@ def test_the_table_scales_a_step_to_the_study_and_says_it_is_an_estimate(
     se = next(line for line in text.splitlines() if "+se" in line).split()
     assert se == ["+se", "1,981", "14-14-28", "4.1s", "12s"]
     assert text.splitlines()[-1] == (
-        "estimated training time: 18s in all, about 9.2s with 2 trials at once"
+        "estimated training time: 18s in all, about 9.2s with 2 trials at once, plus each "
+        "trial's start-up"
     )
