@@ -311,7 +311,11 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
     p.add_argument("--format", choices=export.FORMATS, default="csv")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="add the test accuracy of every trial with saved weights (with --pareto: the front)",
+    )
     _study_data_dir_arg(p)
 
 
@@ -329,13 +333,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.test:
         splits = _study_splits(settings, args.data_dir)
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        for row in table:
-            trial = by_number[row["number"]]
-            if row["pareto"]:
-                row["test_accuracy"] = export.test_accuracy(
-                    trial, settings, splits, study.study_name
-                )
+        missing = export.add_test_accuracy(table, study, settings, splits)
+        if missing:
+            print(
+                f"no saved weights for trials {', '.join(map(str, missing[:20]))}"
+                f"{', ...' if len(missing) > 20 else ''} under {settings.weights_dir}: their "
+                "test_accuracy is empty",
+                file=sys.stderr,
+            )
     text = export.write(table, args.format, output)
     if text is not None:
         sys.stdout.write(text)
@@ -392,7 +397,8 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
         if record and trial.number not in untimed:
             print(
                 f"trial {trial.number}: {record['median_ms']:.4f} ms (IQR {record['iqr_ms']:.4f}) "
-                f"on {record['device']}, {record['threads']} threads, {record['runs']} runs"
+                f"on {record['device']}, {record['threads']} "
+                f"thread{'' if record['threads'] == 1 else 's'}, {record['runs']} runs"
             )
     if untimed:
         print(f"not re-timed (trained on a GPU this machine lacks): trials {untimed}")
@@ -448,7 +454,7 @@ COMMANDS = {
         "train a designed ablation: every configuration with paired seeds", ablate_args, cmd_ablate
     ),
     "resume": Command("continue an interrupted study to its trial target", resume_args, cmd_resume),
-    "export": Command("write a study's trials as CSV or JSON", export_args, cmd_export),
+    "export": Command("write a study's trials as CSV, JSON or Parquet", export_args, cmd_export),
     "report": Command(
         "write a study's report: report.md, report.html, figures", report_args, cmd_report
     ),
