@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from search import progress
+from search import execution, progress
 from search.ablate import Design
 from spaces import Space
 from trainer.budget import resolve_arch
@@ -54,11 +54,12 @@ class Machine:
 
     @classmethod
     def here(cls, parallel: int, gpus_per_trial: float) -> Machine:
-        """This machine as a local study would use it: `parallel` trials at once, each with
-        cores // parallel threads, or one thread beside a GPU share (search/runner.py)."""
-        if gpus_per_trial > 0 and torch.cuda.is_available():
-            return cls("cuda", 1, parallel)
-        return cls("cpu", max(1, (os.cpu_count() or 1) // parallel), parallel)
+        """This machine as a local study's first run would use it (`execution.first`):
+        `parallel` trials at once, the cores shared out among them, or one thread beside a
+        GPU share."""
+        gpus = gpus_per_trial if torch.cuda.is_available() else 0.0
+        chosen = execution.first(parallel, gpus, float(os.cpu_count() or 1))
+        return cls(chosen.device, chosen.threads, parallel)
 
 
 def steps_per_epoch(space: Space, splits: Splits) -> int:

@@ -138,3 +138,5 @@ def test_a_stored_study_resumes_its_interrupted_trial_as_it_did(search, legacy: 
     assert len(rerun) == 1 and rerun["state"].item() == "COMPLETE"
     assert rerun["config"].item() == "+label_smoothing" and rerun["seed"].item() == 1
     check("resumed-legacy-oat.csv", without_volatile(exported.stdout))
+    status = search("status", "legacy-oat", "--storage", legacy)
+    assert "failures: interrupted, trained again 1" in status.stdout, status.stdout
