@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from search import ledger, weights
@@ -50,16 +52,7 @@ def train_trials(
     numbers = [m[TRIAL_KEY] for m in members]
     params = [{k: v for k, v in m.items() if k not in (TRIAL_KEY, SEED_KEY)} for m in members]
     seeds = [m[SEED_KEY] for m in members]
-
-    def report(member: int, epoch: int, accuracy: float) -> None:
-        on_epoch(member, epoch, accuracy)  # type: ignore[misc]  # only given with it
-        # Tune's report returns once the driver has taken the epoch in: a member it stopped
-        # there is marked by now, and leaves the group before the next epoch costs anything.
-        mark = weights.stop_mark(settings, study_name, numbers[member])
-        if mark.is_file():
-            mark.unlink(missing_ok=True)
-            raise Stopped(f"trial {numbers[member]} stopped after epoch {epoch}")
-
+    marks = [weights.stop_mark(settings, study_name, n) for n in numbers]
     specs: list[TrialSpec] = []
     try:
         specs = [settings.space().replay(p, seed=s) for p, s in zip(params, seeds, strict=True)]
@@ -68,7 +61,7 @@ def train_trials(
             splits,
             device=device,
             threads=threads,
-            on_epoch=report if on_epoch else None,
+            on_epoch=None if on_epoch is None else partial(_report, on_epoch, marks),
             checkpoints=[
                 weights.checkpoint_path(settings, study_name, p, s)
                 for p, s in zip(params, seeds, strict=True)
@@ -100,3 +93,19 @@ def train_trials(
             }
         outcomes.append({TRIAL_KEY: number, **outcome})
     return outcomes
+
+
+def _report(
+    on_epoch: Callable[[int, int, float], None],
+    marks: list[Path],
+    member: int,
+    epoch: int,
+    accuracy: float,
+) -> None:
+    """`on_epoch`, then the member leaves the group if the driver marked it stopped. Ray
+    Tune's report returns once the driver has taken the epoch in, so a member stopped there
+    is marked by now, and leaves before its next epoch costs anything."""
+    on_epoch(member, epoch, accuracy)
+    if marks[member].is_file():
+        marks[member].unlink(missing_ok=True)
+        raise Stopped(f"stopped after epoch {epoch}")
