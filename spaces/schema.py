@@ -306,15 +306,15 @@ def _check_flips(
 
 
 def _check_warmup(train: _Reader, choices: dict[str, TechniqueChoice]) -> None:
-    """A warm-up declared where one-cycle is always on would never act (rule in
-    trainer/schedule.py: one-cycle's own warm-up replaces the base schedule's)."""
+    """A warm-up declared where one-cycle is always on would never act
+    (`trainer.schedule.WARMUP_RULE`)."""
     one_cycle = choices.get("one_cycle")
     if one_cycle is not None and one_cycle.switch == "on" and train.raw.get("warmup_fraction"):
         raise train.fail(
             "warmup_fraction",
             train.raw["warmup_fraction"],
-            "no declaration while techniques.one_cycle is on: one-cycle warms up by its own "
-            "pct_start and replaces the base schedule with its warm-up",
+            "no declaration while techniques.one_cycle is on: it warms up by its own "
+            "pct_start and replaces the base schedule (`search techniques`)",
         )
 
 

@@ -5,9 +5,9 @@ Without a shared decay, a technique that brings its own schedule (one-cycle) wou
 measured against a constant learning rate, and its gain would partly be "a decaying
 schedule versus none". So every trial decays by the same rule; one-cycle replaces it.
 
-A warm-up (`train.warmup_fraction`) belongs to the base schedule: one-cycle, which warms up
-by its own `pct_start`, replaces it whole, so the field is ignored (not refused) in trials
-where one-cycle is on: a search that switches one-cycle keeps one recipe for both arms.
+A warm-up (`train.warmup_fraction`) belongs to the base schedule (`WARMUP_RULE`): ignored,
+not refused, where one-cycle is on, so a search that switches one-cycle keeps one recipe for
+both arms.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from trainer.techniques.base import SLOT_AVERAGING, SLOT_SCHEDULE, Technique, ow
 # last step (SGDR's cosine without restarts). "constant": the trial's lr throughout.
 SCHEDULES = ("cosine", "constant")
 MAX_WARMUP = 0.5  # the largest `train.warmup_fraction`
+WARMUP_RULE = (
+    "train.warmup_fraction warms up the base schedule (train.schedule); one_cycle, which warms "
+    "up by its own pct_start, replaces that schedule whole, so the warm-up is ignored in trials "
+    "where one_cycle is on (and refused in a space where one_cycle is always on)."
+)
 
 
 def warmup_steps(fraction: float, total_steps: int) -> int:

@@ -164,10 +164,9 @@ def train(
     """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency.
 
     `on_epoch(epoch, accuracy)`, when given, is called after each epoch (from 1) with the
-    validation accuracy of the model as it trains (not its SWA or EMA average; as deployed,
-    so with flip TTA when on); it
-    may raise to end training there. Without it no epoch is evaluated: it costs a pass
-    over the validation split.
+    validation accuracy of the model as it trains (not its SWA or EMA average), as deployed
+    (with flip TTA when on); it may raise to end training there. Without it no epoch is
+    evaluated: it costs a pass over the validation split.
 
     `checkpoint`, when given, is where the state after each epoch is saved; a checkpoint
     there from an earlier attempt at this same trial is resumed from. `train_seconds`
