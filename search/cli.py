@@ -29,9 +29,11 @@ from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
 from spaces import SpaceError, check_budget, check_build, check_name, load, preset_names
+from spaces.schema import TRAIN_FIELDS
 from spaces.space import PRUNERS
 from trainer import group
 from trainer.data import DataError, Splits
+from trainer.schedule import WARMUP_RULE
 from trainer.techniques import REGISTRY, rules
 
 MAX_MESSAGE = 300
@@ -463,6 +465,10 @@ def cmd_techniques(args: argparse.Namespace) -> int:
                 print(f"        {hyper.doc}")
         for rule in rules.rules_for(name):
             print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
+    print("recipe (train:, every trial's; a space fixes or searches each field)")
+    for field in TRAIN_FIELDS:
+        print(f"    train.{field.name:17} default {field.default!r:8} {field.describe()}")
+    print(f"    rule: {WARMUP_RULE}")
     print(f"fused groups (--fuse): {group.RULE}")
     return 0
 

@@ -202,10 +202,10 @@ def rows(study: optuna.Study, settings: StudyConfig, *, only_pareto: bool) -> li
 def test_accuracy(
     trial: FrozenTrial, settings: StudyConfig, splits: Splits, study_name: str
 ) -> float:
-    """Accuracy of a finished trial's saved weights on the test split."""
+    """Accuracy of a finished trial's saved weights on the test split, as deployed."""
     model = weights.trained(trial, settings, splits, study_name)
     test = DeviceData(splits.x_test, splits.y_test, splits.mean, splits.std)
-    return evaluate(model, test)
+    return evaluate(weights.as_deployed(model, trial, settings), test)
 
 
 def add_test_accuracy(

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from optuna.trial import FrozenTrial
+from torch import nn
 
 from search import ledger
 from search.errors import UsageError
@@ -23,6 +24,7 @@ from trainer.atomic import write_atomic
 from trainer.budget import resolve_arch
 from trainer.data import Splits
 from trainer.models.net import Net
+from trainer.techniques import build, deployed
 
 
 def weights_path(settings: StudyConfig, study_name: str, number: int) -> Path:
@@ -76,3 +78,10 @@ def trained(trial: FrozenTrial, settings: StudyConfig, splits: Splits, study_nam
     model = network(trial, settings, splits)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
+
+
+def as_deployed(model: Net, trial: FrozenTrial, settings: StudyConfig) -> nn.Module:
+    """`model` as the trial predicted with it when it was validated and timed: wrapped by
+    its inference technique (flip TTA evaluates each image and its mirror), else itself."""
+    spec = settings.space().replay(trial.params)
+    return deployed(model, build(spec.techniques))

@@ -19,8 +19,9 @@ RULE = (
     "its techniques and budget fitting: same blocks and channel counts), train with the "
     "same batch size and number of epochs, and either all use SAM or none does (SAM takes "
     "two forward and backward passes per step). Everything else is each member's own: "
-    "seed, lr, momentum, weight decay, nesterov, schedule, crop and flip, one_cycle, mixup, "
-    "cutout, label_smoothing, swa, and SAM's rho and adaptive."
+    "seed, lr, momentum, weight decay and whether BatchNorm and biases skip it, nesterov, "
+    "schedule and its warm-up, crop and flip, one_cycle, mixup, cutout, label_smoothing, "
+    "swa, ema, tta_flip, and SAM's rho and adaptive."
 )
 
 # Members per group that `--fuse auto` forms, by device type. CPU: from bench/bench_fused.py

@@ -121,6 +121,8 @@ def test_list_and_techniques(search) -> None:
         assert f"{name} ({cls.kind})" in catalogue.stdout
         for hyper in cls.hypers:
             assert f"{name}.{hyper.name}" in catalogue.stdout
+    for field in ("warmup_fraction", "no_wd_bn_bias", "schedule"):  # the recipe's fields too
+        assert f"train.{field}" in catalogue.stdout
     assert f"fused groups (--fuse): {RULE}" in catalogue.stdout
 
 
