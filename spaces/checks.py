@@ -16,7 +16,7 @@ from spaces.space import Space
 from trainer.budget import BudgetError, resolve_arch
 from trainer.models.net import BuildError
 from trainer.spec import TrialSpec
-from trainer.techniques import REGISTRY
+from trainer.techniques import REGISTRY, rules
 
 
 def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
@@ -28,6 +28,7 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
 
     Which blocks exist depends on each technique alone and on the model, not on pairs of
     techniques, so this covers the space without building every combination (~0.1 s each).
+    A technique that requires another (rules.py) is built with that one on, at its defaults.
     """
     declared = {
         name: choice
@@ -45,7 +46,9 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
     configs = [always, *({**always, n: p} for n, p in points)]
     configs += [{**defaults, n: p} for n, p in points]
     seen: set[str] = set()
-    for techniques in configs:
+    for config in configs:  # the schema saw that every requirement is declared
+        needed = {r: defaults[r] for n in config for r in rules.requirements(n) if r not in config}
+        techniques = {**needed, **config}
         if repr(techniques) in seen:
             continue
         seen.add(repr(techniques))
