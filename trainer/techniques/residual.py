@@ -21,7 +21,9 @@ class ResidualShortcuts(Technique):
     The unit is the stage's block as built: one conv (plain stages), depthwise + pointwise
     (separable), or a whole inverted bottleneck. He et al. found a one-layer residual no
     better than a plain layer on deep nets; at 1.5K parameters the question is open, and the
-    projection's parameters are paid for with width like any other.
+    projection's parameters are paid for with width like any other. Post-activation, as the
+    paper: the block's last ReLU moves after the add. A bottleneck keeps its own identity
+    where it has one and gets no ReLU after the add (rules.py).
     """
 
     name = "residual"
