@@ -76,6 +76,9 @@ SLOTS = {
     "swa": {SLOT_AVERAGING, SLOT_FINALIZE},
     "ema": {SLOT_AFTER_STEP, SLOT_FINALIZE},
     "tta_flip": {SLOT_INFERENCE},
+    "inverted_bottleneck": {SLOT_ARCH},
+    "residual": {SLOT_ARCH},
+    "late_downsample": {SLOT_ARCH},
 }
 KIND_SLOTS = {
     "architecture": {SLOT_ARCH},
