@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import optuna
 
@@ -32,7 +32,12 @@ from spaces.space import PRUNERS
 from trainer.data import DataError, Splits
 from trainer.techniques import REGISTRY, rules
 
+if TYPE_CHECKING:
+    from search.sequential import Plan
+
 MAX_MESSAGE = 300
+AUTO = "auto"  # `search ablate --seeds auto`: sequential seeds
+SEQUENTIAL_ARGS = ("min_seeds", "max_seeds", "min_effect")  # only with --seeds auto
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +60,33 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _run_seeds(text: str) -> int:
+    """`search run --seeds K`: a number; sequential seeds need a design's comparisons."""
+    if text == AUTO:
+        raise argparse.ArgumentTypeError(
+            "'auto' is for `search ablate`, which adds seeds where a comparison is open; "
+            "give a number"
+        )
+    return _integer(1, 1000)(text)
+
+
+def _design_seeds(text: str) -> int | str:
+    """`search ablate --seeds`: a number, or 'auto' for sequential seeds."""
+    return AUTO if text == AUTO else _integer(1, 1000)(text)
+
+
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}: expected accuracy points between 0 and 100, e.g. 0.5"
+        )
+    return value
 
 
 def _study_name(text: str) -> str:
@@ -179,6 +211,13 @@ def run_args(p: argparse.ArgumentParser) -> None:
         "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
     )
     p.add_argument(
+        "--seeds",
+        type=_run_seeds,
+        default=1,
+        help="paired training seeds per configuration (--seed, --seed + 1, ...), each its own "
+        "trial; --trials counts configurations, so the study trains trials x seeds (default 1)",
+    )
+    p.add_argument(
         "--grace-period",
         type=_integer(1, 86_400),
         default=ledger.DEFAULT_GRACE,
@@ -197,13 +236,16 @@ def run_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     space = load(args.space)
     name = args.study or f"{space.name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.seed + args.seeds > 2**32:
+        raise UsageError(f"--seed {args.seed} --seeds {args.seeds}: the seeds pass 2**32 - 1")
     settings = StudyConfig(
         space_source=space.source,
-        trials=args.trials or space.trials,
+        trials=(args.trials or space.trials) * args.seeds,
         seed=args.seed,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         epochs=args.epochs,
         weights_dir=str((RUNS / "weights").resolve()),
+        seeds=args.seeds,
         grace_period=args.grace_period,
         pruner=args.pruner,
     )
@@ -226,7 +268,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     opened = storage.open_storage(args.storage)
     session.start_ray(args.address)  # an unreachable cluster fails before the study is written
     study = studies.create_or_load(opened, name, settings.space(), settings)
-    return _run(study, studies.load_config(study), splits, args, target=args.trials)
+    target = args.trials and args.trials * args.seeds
+    return _run(study, studies.load_config(study), splits, args, target=target)
 
 
 def ablate_args(p: argparse.ArgumentParser) -> None:
@@ -238,7 +281,30 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
         "leave one out of the full combination, both, or the paper's table (default oat)",
     )
     p.add_argument(
-        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
+        "--seeds",
+        type=_design_seeds,
+        default=3,
+        help="paired training seeds per configuration (default 3), or 'auto': --min-seeds "
+        "first, then one more a round for the reference and each comparison still open, up "
+        "to --max-seeds (group-sequential tests: the error rate holds at every round)",
+    )
+    # The defaults are `search.sequential.Plan`'s, which scipy comes with: imported only
+    # when a design is about to run, not for every command's help.
+    p.add_argument(
+        "--min-seeds",
+        type=_integer(1, 1000),
+        help="with --seeds auto: seeds of the first round (default 3)",
+    )
+    p.add_argument(
+        "--max-seeds",
+        type=_integer(1, 1000),
+        help="with --seeds auto: the most seeds a configuration gets (default 8)",
+    )
+    p.add_argument(
+        "--min-effect",
+        type=_points,
+        help="with --seeds auto: accuracy points below which a difference is negligible; a "
+        "comparison then also resolves as 'negligible' (default: only higher or lower)",
     )
     p.add_argument(
         "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
@@ -257,17 +323,37 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     _runner_args(p)
 
 
+def _seeds_plan(args: argparse.Namespace) -> Plan | None:
+    """The sequential plan `--seeds auto` asks for; None for fixed seeds."""
+    from search.sequential import Plan  # scipy: only for a design about to run
+
+    if args.seeds != AUTO:
+        given = [f"--{a.replace('_', '-')}" for a in SEQUENTIAL_ARGS if getattr(args, a)]
+        if given:
+            raise UsageError(f"{given[0]} goes with --seeds auto, not --seeds {args.seeds}")
+        return None
+    low, high = args.min_seeds or Plan.min_seeds, args.max_seeds or Plan.max_seeds
+    if low > high:
+        raise UsageError(f"--min-seeds {low} is above --max-seeds {high}")
+    effect = args.min_effect and args.min_effect / 100  # points -> accuracy
+    try:
+        return Plan(min_seeds=low, max_seeds=high, min_effect=effect)
+    except ValueError as err:
+        raise UsageError(f"--seeds auto: {err}") from None
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
+    seeds_plan = _seeds_plan(args)
     space = load(args.space)
     if args.epochs:
         space = space.with_epochs(args.epochs)
     design = ablate.make(space, args.design)
-    seeds = ablate.seeds(args.seed, args.seeds)
+    seeds = ablate.seeds(args.seed, seeds_plan.min_seeds if seeds_plan else args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     splits = session.load_splits(space, data_dir, args.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
-    print(design.describe(seeds))
+    print(design.describe(seeds, seeds_plan and seeds_plan.max_seeds))
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
@@ -281,6 +367,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         weights_dir=str((RUNS / "weights").resolve()),
         design=design.name,
         seeds=len(seeds),
+        max_seeds=seeds_plan and seeds_plan.max_seeds,
+        min_effect=seeds_plan and seeds_plan.min_effect,
         pruner="none",  # a design's comparisons need every configuration trained to the end
     )
     opened = storage.open_storage(args.storage)

@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search import drivers, failpoints, halving, heartbeat, ledger, progress, reaper, weights
+from search import drivers, failpoints, halving, heartbeat, ledger, progress, reaper, seeds, weights
 from search.errors import UsageError
 from search.execution import Execution
 from search.study import StudyConfig
@@ -132,12 +132,14 @@ class LastSlotTaken(Exception):
 class StudySearcher(Searcher):
     """A Ray Tune searcher that proposes from, and records into, an Optuna study.
 
-    Each configuration (parameters and seed) is trained once per study. A proposal equal to
-    a finished trial is not trained: it is told that trial's outcome, so the sampler learns
-    it, and marked `duplicate_of`. A proposal equal to a running trial is told FAIL
-    (`duplicate`): its outcome is not known yet, and the sampler learns it from the running
-    trial when that finishes. Duplicates never count towards the target. A finite space
-    whose every configuration is tried ends the search, which says so.
+    Each configuration (parameters and seed) is trained once per study; with `--seeds K`,
+    the seeds a proposed configuration lacks are queued before the sampler proposes again
+    (`search.seeds.top_up`). A proposal equal to a finished trial is not trained: it is told
+    that trial's outcome, so the sampler learns it, and marked `duplicate_of`. A proposal
+    equal to a running trial is told FAIL (`duplicate`): its outcome is not known yet, and
+    the sampler learns it from the running trial when that finishes. Duplicates never count
+    towards the target. A finite space whose every configuration is tried ends the search,
+    which says so.
     """
 
     def __init__(
@@ -190,6 +192,8 @@ class StudySearcher(Searcher):
                     # its trials come back (`fail_orphans`) and this driver takes them over.
                     return self._idle()
                 break
+            if not waiting and seeds.top_up(self.study, trials, self.settings):
+                continue  # the seeds a configuration lacks (`--seeds K`) before a new one
             known = ledger.known_configurations(trials, self.settings.seed)
             untried = None if waiting else self._untried(trials, known)  # queued trials first
             if untried == []:

@@ -16,6 +16,7 @@ import optuna
 
 from search import display, export, failpoints, latency, ledger, provenance
 from search import execution as executions
+from search import study as studies
 from search.execution import Execution
 from search.study import StudyConfig
 from spaces import Space
@@ -74,8 +75,9 @@ def run(
     address: str | None,
 ) -> int:
     """Run the study to its target as `plan` says, show its progress, print the Pareto
-    front; returns the exit status (130 when interrupted)."""
-    from search import runner  # Ray is imported only when trials are about to run
+    front; returns the exit status (130 when interrupted). A design with sequential seeds
+    runs round after round, each queued when the one before is complete (`search.seeds`)."""
+    from search import runner, seeds  # Ray and scipy only when trials are about to run
 
     space = settings.space()
     provenance.record(study, splits)
@@ -93,17 +95,24 @@ def run(
         f"trials: {plan.describe()}; every run of this study keeps its threads and device",
         flush=True,
     )
-    with display.board(study, settings) as board:
-        interrupted = runner.run_study(
-            study,
-            space,
-            settings,
-            splits,
-            execution=plan,
-            address=address,
-            runs_dir=RUNS,
-            board=board,
-        )
+    while True:
+        with display.board(study, settings) as board:
+            interrupted = runner.run_study(
+                study,
+                space,
+                settings,
+                splits,
+                execution=plan,
+                address=address,
+                runs_dir=RUNS,
+                board=board,
+            )
+        step = None if interrupted else seeds.advance(study, settings)
+        if step is not None:
+            print(step.message, flush=True)
+        if step is None or not step.queued:
+            break
+        settings = studies.load_config(study)  # the target the round raised
     failpoints.reached("pareto")
     untimed = latency.remeasure_pareto(study, settings, splits)
     if untimed:
