@@ -471,14 +471,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def remeasure_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
+    p.add_argument("--all", action="store_true", help="every complete trial, not only the fronts'")
     _study_data_dir_arg(p)
 
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
+    from search import configurations  # scipy: only when trials are re-timed
+
     study, settings = _existing_study(args)
     splits = _study_splits(settings, args.data_dir)
-    trials = study.get_trials(deepcopy=False) if args.all else ledger.pareto_front(study)
+    if args.all:
+        trials = study.get_trials(deepcopy=False)
+    else:
+        trials = configurations.on_either_front(study, settings.space())
     alone, untimed = latency.remeasure(study, settings, splits, trials, again=True)
     for trial in trials:
         record = alone.get(str(trial.number))
@@ -546,7 +551,8 @@ COMMANDS = {
         "write a study's report: report.md, report.html, figures", report_args, cmd_report
     ),
     "remeasure": Command(
-        "re-time the Pareto trials' latency alone, one at a time, here",
+        "re-time the latency of the fronts' trials (strict and noise-aware) alone, one at a "
+        "time, here",
         remeasure_args,
         cmd_remeasure,
     ),

@@ -16,9 +16,11 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import front, ledger, stats
+from spaces import Space
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,14 @@ def noise_aware_front(
         return []
     kept = front.noise_front([c.means for c in found], directions, [c.noise for c in found])
     return [c for c, keep in zip(found, kept, strict=True) if keep]
+
+
+def on_either_front(study: optuna.Study, space: Space) -> list[FrozenTrial]:
+    """The trials of Optuna's front and of the noise-aware one (every seed of its
+    configurations), in trial order: those a run re-times alone."""
+    trials = study.get_trials(deepcopy=False)
+    front_ = noise_aware_front(trials, space.objectives, space.directions)
+    numbers = {n for c in front_ for n in c.numbers} | {
+        t.number for t in ledger.pareto_front(study)
+    }
+    return [t for t in trials if t.number in numbers]

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import ablate, ledger, stats
+from search import ablate, failpoints, ledger, stats
 from search import study as studies
 from search.sequential import Plan, Verdict, next_round, sequential_verdicts
 from search.study import DESIGN_ATTR, StudyConfig
@@ -165,6 +165,7 @@ def advance(study: optuna.Study, settings: StudyConfig) -> Step | None:
     # The target first: a crash before the queue is written leaves a complete round, which
     # the next run recomputes to the same queue.
     studies.set_target(study, ledger.done(trials) + len(queue))
+    failpoints.reached("round")
     for params, attrs in queue:
         study.enqueue_trial(params, user_attrs=attrs)
     more = ", ".join(f"{a[ledger.CONFIG]} (seed {a[ledger.SEED]})" for _, a in queue)

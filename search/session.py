@@ -77,7 +77,8 @@ def run(
     """Run the study to its target as `plan` says, show its progress, print the Pareto
     front; returns the exit status (130 when interrupted). A design with sequential seeds
     runs round after round, each queued when the one before is complete (`search.seeds`)."""
-    from search import runner, seeds  # Ray and scipy only when trials are about to run
+    # Ray, and scipy for the seeds and the front, only when trials are about to run
+    from search import configurations, runner, seeds
 
     space = settings.space()
     provenance.record(study, splits)
@@ -114,7 +115,9 @@ def run(
             break
         settings = studies.load_config(study)  # the target the round raised
     failpoints.reached("pareto")
-    untimed = latency.remeasure_pareto(study, settings, splits)
+    _, untimed = latency.remeasure(
+        study, settings, splits, configurations.on_either_front(study, space)
+    )
     if untimed:
         print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
     print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
