@@ -7,6 +7,7 @@ them (depthwise, GAP) gets width back, or an ablation compares sizes instead of 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from trainer import techniques as registry
@@ -126,3 +127,19 @@ def resolve_arch(spec: TrialSpec, in_shape: tuple[int, int, int], num_classes: i
     if params > spec.budget:
         raise BudgetError(f"{params:,} parameters, over the budget of {spec.budget:,}")
     return Fit(arch, params)
+
+
+def resolve_archs(
+    specs: Sequence[TrialSpec], in_shape: tuple[int, int, int], num_classes: int
+) -> list[ArchSpec]:
+    """`resolve_arch(spec, ...).arch` of each spec. A fit depends on the architecture, the
+    techniques and the budget only, so specs that differ in seed or training settings share
+    one (fitting a CIFAR-10 net to its budget takes about a second)."""
+    fits: dict[str, ArchSpec] = {}
+    archs = []
+    for spec in specs:
+        fit = repr((spec.arch, spec.techniques, spec.budget, spec.budget_policy))
+        if fit not in fits:
+            fits[fit] = resolve_arch(spec, in_shape, num_classes).arch
+        archs.append(fits[fit])
+    return archs

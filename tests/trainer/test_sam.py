@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.techniques.sam import SAM, sam_perturbation, sam_step
+from trainer.techniques.base import StepMember
+from trainer.techniques.sam import SAM, Ascent, sam_perturbation, sam_step
 
 
 def tiny_model() -> nn.Module:
@@ -20,6 +21,17 @@ def tiny_model() -> nn.Module:
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return torch.randn(8, 3, generator=g), F.one_hot(torch.arange(8) % 2, 2).float()
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor, targets: torch.Tensor):
+    """The closure a SAM step calls for each pass: the loss, differentiated."""
+
+    def run() -> torch.Tensor:
+        loss = F.cross_entropy(model(x), targets)
+        loss.backward()
+        return loss.detach()
+
+    return run
 
 
 def gradients_at(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
@@ -66,7 +78,7 @@ def test_step_equals_sgd_from_w_with_the_gradient_at_w_plus_e(adaptive: bool) ->
     g_sharp = gradients_at(reference, x, targets)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    loss = sam_step(model, F.cross_entropy, x, targets, optimizer, rho, adaptive)
+    loss = sam_step([Ascent(model, optimizer, rho, adaptive)], forward_backward(model, x, targets))
     for p, wi, gi in zip(model.parameters(), w, g_sharp, strict=True):
         torch.testing.assert_close(p.detach(), wi - lr * gi)
     torch.testing.assert_close(loss, F.cross_entropy(copy.deepcopy(tiny_model())(x), targets))
@@ -77,9 +89,8 @@ def test_second_pass_leaves_batchnorm_statistics_alone() -> None:
     model, (x, targets) = tiny_model(), batch()
     one_pass = copy.deepcopy(model)
     one_pass(x)  # the first pass's update is the only one expected
-    sam_step(
-        model, F.cross_entropy, x, targets, torch.optim.SGD(model.parameters(), lr=0.1), 0.05, False
-    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sam_step([Ascent(model, optimizer, 0.05, False)], forward_backward(model, x, targets))
     for name, buffer in one_pass.named_buffers():
         torch.testing.assert_close(model.get_buffer(name), buffer)
     assert model[1].num_batches_tracked.item() == 1
@@ -90,5 +101,6 @@ def test_both_passes_see_the_same_batch() -> None:
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
     technique = SAM(rho=0.05)
-    technique.step(model, F.cross_entropy, x, targets, torch.optim.SGD(model.parameters(), lr=0.1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    technique.step([StepMember(technique, model, optimizer)], forward_backward(model, x, targets))
     assert len(seen) == 2 and seen[0] is seen[1] is x

@@ -49,8 +49,10 @@ class DeviceData:
         # stored at full (1, C, H, W) size in the batch's memory format: broadcasting a
         # (1, C, 1, 1) tensor over channels_last data makes an inner loop of length C, which
         # measured several times slower on CPU than this plain elementwise op.
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        # In the default dtype: float32, unless a test trains in float64 to compare exactly.
+        dtype = torch.get_default_dtype()
+        std_t = torch.tensor(std, dtype=dtype, device=self.device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=dtype, device=self.device).view(1, -1, 1, 1)
         full = (1, channels, *x.shape[1:3])
         self._scale = (1.0 / (255.0 * std_t)).expand(full).contiguous(memory_format=self._format)
         self._shift = (-mean_t / std_t).expand(full).contiguous(memory_format=self._format)
@@ -59,8 +61,9 @@ class DeviceData:
         return self.x.shape[0]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 images to float32 (x/255 - mean)/std, keeping `x`'s memory format."""
-        return torch.addcmul(self._shift, x.float(), self._scale)
+        """uint8 images to (x/255 - mean)/std in the default dtype, keeping `x`'s memory
+        format."""
+        return torch.addcmul(self._shift, x.to(self._scale.dtype), self._scale)
 
     def batches(
         self,
@@ -72,7 +75,7 @@ class DeviceData:
         flip: bool = False,
         drop_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of (normalised float32 images, int64 labels) on the device.
+        """One epoch of (normalised float images, int64 labels) on the device.
 
         Shuffling, cropping and flipping all draw from `generator`, so the same generator
         state gives the same epoch.

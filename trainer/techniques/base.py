@@ -9,9 +9,9 @@ never the order in which code happens to run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from trainer.spec import ArchSpec, Value
 
@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
     from trainer.models.net import Net
 
-# (logits, soft targets) -> scalar loss
-LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 Kind = Literal["architecture", "training"]
+
+# The forward and backward pass of one step of a group (trainer/train.py): every member's
+# loss on its own batch at its current weights, summed for one backward pass, so each
+# member's gradient is that of its own loss. Returns the members' losses (K,), detached.
+ForwardBackward = Callable[[], "torch.Tensor"]
 
 # The loop's slots, each named by the `Technique` method that fills it (see `fills`).
 SLOT_ARCH = "configure_arch"
@@ -105,6 +108,15 @@ class Hyper:
         raise ValueError(f"{self.name} = {value!r}: expected {self.describe()}")
 
 
+class StepMember(NamedTuple):
+    """One member of a group as the step slot sees it: its own step-owning technique (None
+    when no technique owns its step), network and optimiser."""
+
+    technique: Technique | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
 class Technique:
     """Base class: one configured technique. Subclasses override only the slots they fill.
 
@@ -170,15 +182,13 @@ class Technique:
         """Transform a normalised float batch (N, C, H, W) and its soft targets (N, K)."""
         return x, targets
 
-    def step(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        x: torch.Tensor,
-        targets: torch.Tensor,
-        optimizer: torch.optim.Optimizer,
-    ) -> torch.Tensor:
-        """One optimisation step on this batch; returns the loss at the current weights."""
+    def step(self, group: Sequence[StepMember], forward_backward: ForwardBackward) -> torch.Tensor:
+        """One optimisation step of every member of `group` on its current batch, whose
+        losses `forward_backward()` computes; returns them at the current weights (K,).
+
+        Called on the first member's technique; by the grouping rule (trainer/group.py) every
+        member's step is owned by this same technique, each instance with the member's own
+        hyperparameters. A group of one is the trial alone."""
         raise NotImplementedError
 
     def make_scheduler(

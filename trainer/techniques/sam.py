@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from trainer.techniques.base import Hyper, LossFn, Technique
+from trainer.techniques.base import ForwardBackward, Hyper, StepMember, Technique
 
 # Keeps the perturbation finite when the gradient is zero (as in the common reference code).
 _NORM_EPS = 1e-12
@@ -31,7 +32,7 @@ def sam_perturbation(
 
 
 @contextmanager
-def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
+def frozen_norm_stats(*models: nn.Module) -> Iterator[None]:
     """Run forward passes without changing any normalisation layer's running statistics.
 
     Buffers are saved and copied back, which also keeps `num_batches_tracked` (a momentum of
@@ -39,6 +40,7 @@ def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
     """
     saved = [
         (buffer, buffer.clone())
+        for model in models
         for module in model.modules()
         if isinstance(module, nn.modules.batchnorm._NormBase)
         for buffer in module.buffers(recurse=False)
@@ -51,37 +53,53 @@ def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def sam_step(
-    model: nn.Module,
-    loss_fn: LossFn,
-    x: torch.Tensor,
-    targets: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    rho: float,
-    adaptive: bool,
-) -> torch.Tensor:
-    """One SAM update on one batch; returns the loss at the unperturbed weights (detached).
+@dataclass(frozen=True)
+class Ascent:
+    """One member's part in a SAM step: its network, optimiser and radius."""
 
-    Both passes see the same batch. The second pass, at w + e, leaves BatchNorm running
-    statistics alone; the base optimiser then steps from w with the gradient taken at w + e.
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    rho: float
+    adaptive: bool
+
+
+def sam_step(members: Sequence[Ascent], forward_backward: ForwardBackward) -> torch.Tensor:
+    """One SAM update of every member on its batch; returns the losses at the unperturbed
+    weights (detached, one per member).
+
+    Both passes see the same batches. Each member ascends by its own gradient norm and
+    radius (one norm over its own parameters: a norm over the group's would couple them).
+    The second pass, at w + e, leaves BatchNorm running statistics alone; each base
+    optimiser then steps from w with the gradient taken at w + e.
     """
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), targets)
-    loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    for m in members:
+        m.optimizer.zero_grad(set_to_none=True)
+    losses = forward_backward()
+    ascended = []
     with torch.no_grad():
-        originals = [p.detach().clone() for p in params]
-        for p, e in zip(params, sam_perturbation(params, rho, adaptive), strict=True):
-            p.add_(e)
-    optimizer.zero_grad(set_to_none=True)
-    with frozen_norm_stats(model):
-        loss_fn(model(x), targets).backward()
+        for m in members:
+            params = [
+                p
+                for group in m.optimizer.param_groups
+                for p in group["params"]
+                if p.grad is not None
+            ]
+            originals = [p.detach().clone() for p in params]
+            for p, e in zip(params, sam_perturbation(params, m.rho, m.adaptive), strict=True):
+                p.add_(e)
+            ascended.append((params, originals))
+    for m in members:
+        m.optimizer.zero_grad(set_to_none=True)
+    with frozen_norm_stats(*(m.model for m in members)):
+        forward_backward()
     with torch.no_grad():
         # Copy back rather than subtract e: restores w bit for bit.
-        for p, original in zip(params, originals, strict=True):
-            p.copy_(original)
-    optimizer.step()
-    return loss.detach()
+        for params, originals in ascended:
+            for p, original in zip(params, originals, strict=True):
+                p.copy_(original)
+    for m in members:
+        m.optimizer.step()
+    return losses
 
 
 class SAM(Technique):
@@ -109,14 +127,13 @@ class SAM(Technique):
         ),
     )
 
-    def step(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        x: torch.Tensor,
-        targets: torch.Tensor,
-        optimizer: torch.optim.Optimizer,
-    ) -> torch.Tensor:
+    def step(self, group: Sequence[StepMember], forward_backward: ForwardBackward) -> torch.Tensor:
         return sam_step(
-            model, loss_fn, x, targets, optimizer, self.params["rho"], self.params["adaptive"]
+            [
+                Ascent(
+                    m.model, m.optimizer, m.technique.params["rho"], m.technique.params["adaptive"]
+                )
+                for m in group
+            ],
+            forward_backward,
         )
