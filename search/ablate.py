@@ -16,6 +16,7 @@ from typing import Any
 from search import ledger
 from search.errors import UsageError
 from spaces import Space
+from spaces.checks import over_budget
 from trainer import techniques as registry
 from trainer.budget import BudgetError, resolve_arch
 from trainer.techniques import rules
@@ -265,21 +266,23 @@ def seeds(first: int, count: int) -> list[int]:
 def within_budget(
     design: Design, space: Space, in_shape: tuple[int, int, int], num_classes: int
 ) -> Design:
-    """The design without the configurations over a `reject` budget, which are reported
-    in `excluded`; UsageError when a reference configuration is among them."""
-    excluded = dict(design.excluded)
+    """The design without the configurations that cannot meet the budget, which are
+    reported in `excluded`: over it under `reject`, or, under `scale`, a configuration whose
+    narrowest net (one channel per stage) is over it already. UsageError when a reference
+    configuration is among them."""
+    over: dict[str, str] = {}
     for config in design.configs:
         spec = space.replay(space.default_params(config.techniques))
         try:
             resolve_arch(spec, in_shape, num_classes)
         except BudgetError as err:
-            excluded[config.label] = f"over the budget: {err}"
-    lost = [r for r in design.references if r in excluded]
+            over[config.label] = over_budget(err, space.budget_policy)
+    lost = [r for r in design.references if r in over]
     if lost:
         raise UsageError(
-            f"the reference configuration {lost[0]!r} cannot be trained ({excluded[lost[0]]}); "
-            "raise budget.params or use budget.policy: scale"
+            f"the reference configuration {lost[0]!r} cannot be trained: {over[lost[0]]}"
         )
+    excluded = {**design.excluded, **{label: f"{why} to train it" for label, why in over.items()}}
     kept = tuple(c for c in design.configs if c.label not in excluded)
     return replace(design, configs=kept, excluded=excluded)
 

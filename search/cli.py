@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import optuna
 
-from search import ablate, export, latency, ledger, session, status, storage
+from search import ablate, estimate, export, latency, ledger, session, status, storage
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
@@ -317,7 +317,10 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
         help="split and sampler seed; the first seed",
     )
     p.add_argument(
-        "--dry-run", action="store_true", help="print the design and exit, touching nothing"
+        "--dry-run",
+        action="store_true",
+        help="print the design, each configuration's size and estimated time, and exit, "
+        "touching nothing",
     )
     _storage_arg(p)
     _runner_args(p)
@@ -357,6 +360,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
+        machine = estimate.Machine.here(args.parallel, args.gpus_per_trial)
+        costs = estimate.probe(design, space, splits, machine)
+        most = seeds_plan.max_seeds if seeds_plan else len(seeds)  # auto: an upper bound
+        print(estimate.describe(costs, space, splits, most, machine))
+        if seeds_plan:
+            print("--seeds auto: at most this; a comparison resolved early trains fewer seeds")
         return 0
     settings = StudyConfig(
         space_source=space.source,
@@ -404,7 +413,11 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
     p.add_argument("--format", choices=export.FORMATS, default="csv")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p.add_argument("--test", action="store_true", help="add test accuracy of the Pareto trials")
+    p.add_argument(
+        "--test",
+        action="store_true",
+        help="add the test accuracy of every trial with saved weights (with --pareto: the front)",
+    )
     _study_data_dir_arg(p)
 
 
@@ -422,13 +435,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.test:
         splits = _study_splits(settings, args.data_dir)
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        for row in table:
-            trial = by_number[row["number"]]
-            if row["pareto"]:
-                row["test_accuracy"] = export.test_accuracy(
-                    trial, settings, splits, study.study_name
-                )
+        missing = export.add_test_accuracy(table, study, settings, splits)
+        if missing:
+            print(
+                f"no saved weights for trials {', '.join(map(str, missing[:20]))}"
+                f"{', ...' if len(missing) > 20 else ''} under {settings.weights_dir}: their "
+                "test_accuracy is empty",
+                file=sys.stderr,
+            )
     text = export.write(table, args.format, output)
     if text is not None:
         sys.stdout.write(text)
@@ -490,7 +504,8 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
         if record and trial.number not in untimed:
             print(
                 f"trial {trial.number}: {record['median_ms']:.4f} ms (IQR {record['iqr_ms']:.4f}) "
-                f"on {record['device']}, {record['threads']} threads, {record['runs']} runs"
+                f"on {record['device']}, {record['threads']} "
+                f"thread{'' if record['threads'] == 1 else 's'}, {record['runs']} runs"
             )
     if untimed:
         print(f"not re-timed (trained on a GPU this machine lacks): trials {untimed}")
@@ -546,7 +561,7 @@ COMMANDS = {
         "train a designed ablation: every configuration with paired seeds", ablate_args, cmd_ablate
     ),
     "resume": Command("continue an interrupted study to its trial target", resume_args, cmd_resume),
-    "export": Command("write a study's trials as CSV or JSON", export_args, cmd_export),
+    "export": Command("write a study's trials as CSV, JSON or Parquet", export_args, cmd_export),
     "report": Command(
         "write a study's report: report.md, report.html, figures", report_args, cmd_report
     ),

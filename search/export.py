@@ -1,17 +1,30 @@
 """A study as rows: one per trial, its measurements (objectives or not), its identity
-(seed, baseline, re-run and duplicate links), and every technique's switch and
-hyperparameters as `.`-named columns, and, on request, the test accuracy of the Pareto
-trials. Selection always used the validation split; the test set is read only here.
+(seed, baseline, re-run and duplicate links), the techniques it trained with, when it ran,
+its validation accuracy after each epoch, and every technique's switch and
+hyperparameters as `.`-named columns, and, on request, the test accuracy of every trial
+with saved weights. Selection always used the validation split; the test set is read only
+here.
+
+Every column has a type, declared here or derived from the technique registry and the
+recipe's fields, so each format reads back as it was meant: integers as integers, missing
+values as missing (pandas' nullable Int64, Float64, boolean and string in Parquet, empty
+fields in CSV), times as UTC timestamps, and the per-epoch accuracies as a list (a JSON list
+in a CSV field).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from optuna.trial import FrozenTrial, TrialState
 
 from search import failpoints, ledger, progress, weights
@@ -19,8 +32,11 @@ from search.errors import UsageError
 from search.latency import ATTR, alone_ms
 from search.study import StudyConfig
 from spaces import Space
+from spaces.space import BUDGET_PARAM, STAGE_RATIO, TRAIN_PREFIX
 from trainer.atomic import write_atomic
 from trainer.data import DeviceData, Splits
+from trainer.spec import TrainSpec
+from trainer.techniques import REGISTRY
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
@@ -34,6 +50,87 @@ MEASURED = tuple(a for a in ledger.RESULT_ATTRS if a not in HOW and a not in AS_
 IDENTITY = (*ledger.CARRIED_ATTRS, ledger.RERUN_OF, ledger.DUPLICATE_OF)
 # A pruned trial trained only up to its rung: how far, and its validation accuracy there.
 HALVING = (ledger.PRUNED_EPOCH, ledger.PARTIAL_ACCURACY)
+TECHNIQUES = "techniques"  # the techniques a trial trained with, as every table names them
+STARTED, FINISHED = "datetime_start", "datetime_complete"  # Optuna's names, in UTC
+TEST_ACCURACY = "test_accuracy"
+
+# Column types: pandas' nullable dtypes, and two kinds written per format.
+INT, FLOAT, BOOL, TEXT = "Int64", "Float64", "boolean", "string"
+LIST, TIME = "list", "time"  # a list of floats; a UTC timestamp
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # how a time reads in CSV and JSON: ISO 8601, UTC
+
+
+def _kind_of(value: object, integer: bool = False) -> str:
+    """The column type of a registered hyperparameter or recipe field, from its default."""
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, str):
+        return TEXT
+    return INT if integer or isinstance(value, int) else FLOAT
+
+
+def _registered() -> dict[str, str]:
+    """The recipe's columns and every registered technique's, typed from their defaults: a
+    new technique or recipe field is typed as soon as it exists."""
+    train = TrainSpec()
+    kinds = {TRAIN_PREFIX + f.name: _kind_of(getattr(train, f.name)) for f in fields(train)}
+    for name, technique in REGISTRY.items():
+        kinds[f"{name}.enabled"] = BOOL
+        kinds.update({f"{name}.{h.name}": _kind_of(h.default, h.integer) for h in technique.hypers})
+    return kinds
+
+
+COLUMNS = {
+    "number": INT,
+    "state": TEXT,
+    "pareto": BOOL,
+    "accuracy": FLOAT,
+    ledger.BUDGET: INT,
+    "params": INT,
+    "flops": INT,
+    ledger.CHANNELS: TEXT,
+    "latency_ms": FLOAT,
+    "latency_iqr_ms": FLOAT,
+    "train_seconds": FLOAT,
+    "images_per_second": FLOAT,
+    "final_loss": FLOAT,
+    "accuracy_split": TEXT,
+    "latency_ms_alone": FLOAT,
+    ledger.DEVICE: TEXT,
+    ledger.THREADS: INT,
+    ledger.RESUMED_FROM_EPOCH: INT,
+    ledger.NODE: TEXT,
+    ledger.NODE_IP: TEXT,
+    ledger.BASELINE: BOOL,
+    ledger.SEED: INT,
+    ledger.CONFIG: TEXT,
+    ledger.RERUN_OF: INT,
+    ledger.DUPLICATE_OF: INT,
+    ledger.PRUNED_EPOCH: INT,
+    ledger.PARTIAL_ACCURACY: FLOAT,
+    ledger.EPOCH_ACCURACY: LIST,
+    ledger.FAILURE: TEXT,
+    ledger.REASON: TEXT,
+    TECHNIQUES: TEXT,
+    STARTED: TIME,
+    FINISHED: TIME,
+    TEST_ACCURACY: FLOAT,
+    BUDGET_PARAM: INT,
+    "model.stages": TEXT,
+    STAGE_RATIO: FLOAT,
+    **_registered(),
+}
+
+
+def named(techniques: Iterable[str]) -> str:
+    """Techniques as every table names them: registry order, joined by " + "."""
+    on = set(techniques)
+    return " + ".join(n for n in REGISTRY if n in on) or "(none)"
+
+
+def _utc(moment: datetime | None) -> str | None:
+    """Optuna's local, naive time as ISO 8601 UTC."""
+    return None if moment is None else moment.astimezone(UTC).strftime(ISO_UTC)
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
@@ -43,15 +140,24 @@ def pareto_numbers(study: optuna.Study) -> set[int]:
 def measured(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
     """Every measurement of the trial: an objective's told value, else its user attribute."""
     told = dict(zip(objectives, trial.values or (), strict=False))
-    row = {name: told.get(name, trial.user_attrs.get(name)) for name in MEASURED}
-    if row["params"] is not None:
-        row["params"] = int(row["params"])
+    return {name: told.get(name, trial.user_attrs.get(name)) for name in MEASURED}
+
+
+def typed(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with each value of its column's type: an objective told as a float (`budget`,
+    `params`) back to an integer, an integer hyperparameter value to a float column's."""
+    for column, value in row.items():
+        kind = COLUMNS.get(column)
+        if value is None or kind not in (INT, FLOAT):
+            continue
+        row[column] = int(value) if kind == INT else float(value)
     return row
 
 
 def trial_row(
     trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, Any]
 ) -> dict[str, Any]:
+    attrs = trial.user_attrs
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
@@ -59,19 +165,27 @@ def trial_row(
         **measured(trial, space.objectives),
         "accuracy_split": "validation",
         "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
-        **{k: trial.user_attrs.get(k) for k in HOW},
-        **{k: trial.user_attrs.get(k) for k in ledger.WHERE_ATTRS},
-        **{k: trial.user_attrs.get(k) for k in IDENTITY + HALVING},
+        **{k: attrs.get(k) for k in HOW},
+        **{k: attrs.get(k) for k in ledger.WHERE_ATTRS},
+        **{k: attrs.get(k) for k in IDENTITY + HALVING},
+        ledger.EPOCH_ACCURACY: attrs.get(ledger.EPOCH_ACCURACY),
         "seed": seed,  # the training seed
-        "failure": trial.user_attrs.get(ledger.FAILURE),
-        "reason": trial.user_attrs.get(ledger.REASON),
+        "failure": attrs.get(ledger.FAILURE),
+        "reason": attrs.get(ledger.REASON),
+        TECHNIQUES: None,
+        STARTED: _utc(trial.datetime_start),
+        FINISHED: _utc(trial.datetime_complete),
     }
     if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
-        row.update(space.columns(trial.params, seed))
+        columns = space.columns(trial.params, seed)
+        row[TECHNIQUES] = named(
+            k.removesuffix(".enabled") for k, on in columns.items() if k.endswith(".enabled") and on
+        )
+        row.update(columns)
         for attr, column in AS_TRAINED.items():
-            if trial.user_attrs.get(attr) is not None:  # studies before it record the asked
-                row[column] = trial.user_attrs[attr]
-    return row
+            if attrs.get(attr) is not None:  # studies before it record the asked
+                row[column] = attrs[attr]
+    return typed(row)
 
 
 def rows(study: optuna.Study, settings: StudyConfig, *, only_pareto: bool) -> list[dict[str, Any]]:
@@ -93,17 +207,67 @@ def test_accuracy(
     return evaluate(model, test)
 
 
+def add_test_accuracy(
+    table: list[dict[str, Any]], study: optuna.Study, settings: StudyConfig, splits: Splits
+) -> list[int]:
+    """Fill `test_accuracy` in every row whose trial has saved weights (empty in the others);
+    returns the numbers of the trials that trained to the end yet have none here (weights
+    on another machine, or removed)."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    missing = []
+    for row in table:
+        trial = by_number[row["number"]]
+        row[TEST_ACCURACY] = None
+        if trial.state != TrialState.COMPLETE or ledger.DUPLICATE_OF in trial.user_attrs:
+            continue  # trained nothing to the end of its own
+        if weights.weights_path(settings, study.study_name, trial.number).is_file():
+            row[TEST_ACCURACY] = test_accuracy(trial, settings, splits, study.study_name)
+        else:
+            missing.append(trial.number)
+    return missing
+
+
+def frame(table: list[dict[str, Any]]) -> pd.DataFrame:
+    """`table` as a DataFrame whose columns have their declared types (an undeclared column
+    keeps what pandas infers)."""
+    data = pd.DataFrame(table)
+    for column in data.columns:
+        kind = COLUMNS.get(column)
+        if kind == TIME:
+            data[column] = pd.to_datetime(data[column], format=ISO_UTC, utc=True)
+        elif kind == LIST:  # lists as they are: Parquet's list type, `_parquet` below
+            continue
+        elif kind is not None:
+            data[column] = data[column].astype(kind)
+    return data
+
+
+def _parquet(data: pd.DataFrame) -> pa.Table:
+    """`data` as an Arrow table with list columns typed, even where every value is missing
+    (which Arrow alone would type as null)."""
+    arrow = pa.Table.from_pandas(data, preserve_index=False)
+    for i, name in enumerate(arrow.column_names):
+        if COLUMNS.get(name) == LIST:
+            column = arrow.column(i).cast(pa.list_(pa.float64()))
+            arrow = arrow.set_column(i, pa.field(name, column.type), column)
+    return arrow
+
+
 def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | None:
     """Write `table` to `path` (atomically), or return it as text when no path is given.
     Parquet is binary and needs a path."""
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet writes a binary file: give it with -o FILE")
-        frame = pd.DataFrame(table)
-        write_atomic(path, lambda partial: frame.to_parquet(partial, engine="pyarrow", index=False))
+        write_atomic(path, lambda partial: pq.write_table(_parquet(frame(table)), partial))
         return None
     if fmt == "csv":
-        text = pd.DataFrame(table).to_csv(index=False)
+        data = frame(table)
+        for column in data.columns:
+            if COLUMNS.get(column) == LIST:  # a JSON list in one field
+                lists = (row.get(column) for row in table)
+                data[column] = pd.Series([None if v is None else json.dumps(v) for v in lists])
+        text = data.to_csv(index=False, date_format=ISO_UTC)
     else:
         text = json.dumps(table, indent=2, default=str)
     if path is None:
@@ -124,20 +288,16 @@ def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
     """The human-readable table the run prints: objectives and the techniques that were on."""
     if not table:
         return "(no finished trials)"
-    lines = []
-    for row in table:
-        on = sorted(
-            k.removesuffix(".enabled") for k, v in row.items() if k.endswith(".enabled") and v
-        )
-        lines.append(
-            {
-                "trial": row["number"],
-                **{o: row[o] for o in objectives},
-                "latency_ms_alone": row["latency_ms_alone"],
-                "techniques": " + ".join(on) or "(none)",
-            }
-        )
-    frame = pd.DataFrame(lines).sort_values(objectives[0], ascending=False)
-    counts = {c: "{:,}".format for c in progress.COUNTS if c in frame}
-    frame = frame.astype({c: int for c in counts})
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}", formatters=counts)
+    lines = [
+        {
+            "trial": row["number"],
+            **{o: row[o] for o in objectives},
+            "latency_ms_alone": row["latency_ms_alone"],
+            TECHNIQUES: row[TECHNIQUES],
+        }
+        for row in table
+    ]
+    shown = pd.DataFrame(lines).sort_values(objectives[0], ascending=False)
+    counts = {c: "{:,}".format for c in progress.COUNTS if c in shown}
+    shown = shown.astype({c: int for c in counts})
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", formatters=counts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ FAILURE, REASON = "failure", "reason"
 ERROR, DIVERGED, OVER_BUDGET, INTERRUPTED = "error", "diverged", "over_budget", "interrupted"
 DUPLICATE = "duplicate"
 COUNTED_FAILURES = (ERROR, DIVERGED)
+# An interrupted trial whose configuration was trained again since: no longer an open failure.
+TRAINED_AGAIN = "interrupted, trained again"
 
 # What a trial IS. SEED is its training seed (initialisation and data order); the
 # validation split always uses the study's seed. CONFIG is a designed study's label of the
@@ -88,6 +91,27 @@ def counted(trial: FrozenTrial) -> bool:
 def done(trials: Iterable[FrozenTrial]) -> int:
     """How many of `trials` count towards the target."""
     return sum(counted(t) for t in trials)
+
+
+def failure_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """The failed trials by why (their FAILURE), for the report and `search status`. An
+    interrupted trial whose configuration has since been trained again (its re-run, or a
+    re-run of that, was counted) is `TRAINED_AGAIN`, apart from the failures still open."""
+    trials = list(trials)
+    rerun = {t.user_attrs[RERUN_OF]: t for t in trials if RERUN_OF in t.user_attrs}
+
+    def trained_again(trial: FrozenTrial) -> bool:
+        again = rerun.get(trial.number)
+        while again is not None and not counted(again):
+            again = rerun.get(again.number)
+        return again is not None
+
+    counts: Counter[str] = Counter()
+    for trial in trials:
+        if trial.state == TrialState.FAIL:
+            why = trial.user_attrs.get(FAILURE) or "unknown"
+            counts[TRAINED_AGAIN if why == INTERRUPTED and trained_again(trial) else why] += 1
+    return dict(sorted(counts.items()))
 
 
 def seed_of(trial: FrozenTrial, study_seed: int) -> int:

@@ -209,10 +209,10 @@ class StudySearcher(Searcher):
             if proposal is not None:
                 return proposal
         else:
+            scale = "" if self.space.budget_policy == "scale" else ", use budget.policy: scale"
             self._stop(
                 f"{MAX_PROPOSALS} proposals in a row could not be trained (over the parameter "
-                "budget, or trained already); raise budget.params, use budget.policy: scale, "
-                "or widen the space"
+                f"budget, or trained already); raise budget.params{scale}, or widen the space"
             )
         return Searcher.FINISHED if not self.live else None
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections import Counter
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -58,10 +57,8 @@ def report(study: optuna.Study, settings: StudyConfig, now: float | None = None)
             f"heartbeat {progress.duration(ledger.age(trial, now))} ago{dead}"
         )
 
-    failures = Counter(
-        t.user_attrs.get(ledger.FAILURE) or "unknown" for t in trials if t.state == TrialState.FAIL
-    )
-    listed = ", ".join(f"{reason} {n}" for reason, n in sorted(failures.items()))
+    failures = ledger.failure_counts(trials)
+    listed = ", ".join(f"{reason} {n}" for reason, n in failures.items())
     lines.append(f"failures: {listed or 'none'}")
 
     best = progress.leader(trials, space)

@@ -64,6 +64,17 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
             ) from None
 
 
+def over_budget(err: BudgetError, policy: str) -> str:
+    """Why a configuration misses its budget under `policy`, and the budget that would fit
+    it; never "use policy scale" where that is the policy already."""
+    if err.needs is None:  # no fit in the 2% window, or beyond what widening reaches
+        return f"{err} under policy {policy}; choose another budget.params"
+    remedy = f"raise budget.params to at least {err.needs:,}"
+    if policy != "scale":
+        remedy += " or use budget.policy: scale"
+    return f"{err} under policy {policy}; {remedy}"
+
+
 def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: int) -> None:
     """Fit the baseline configuration to the budget, on the data's shape, before anything
     starts: a budget nothing can fit would otherwise reject every trial of a running study."""
@@ -73,6 +84,6 @@ def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: i
             resolve_arch(replace(baseline, budget=level), image_shape, num_classes)
         except BudgetError as err:
             raise SpaceError(
-                f"budget.params = {level}: the baseline configuration cannot fit it "
-                f"({str(err)[:120]}); choose a budget it can reach"
+                f"budget.params = {level}: the baseline configuration cannot fit it: "
+                f"{over_budget(err, space.budget_policy)}"
             ) from None

@@ -22,6 +22,7 @@ from spaces.space import (
     SAMPLERS,
     SWITCHES,
     DataChoice,
+    Expected,
     HyperRange,
     Protocol,
     PrunerChoice,
@@ -304,20 +305,25 @@ def _check_ratio(model: _Reader, arch: ArchSpec, ratios: tuple[Any, ...]) -> Non
 
 
 def _protocol(top: _Reader) -> Protocol | None:
-    """`protocol: {version, expected: {epochs, accuracy, tolerance[, train_images]}}`, or
-    None if absent."""
+    """`protocol: {version[, expected: {epochs, accuracy, tolerance[, train_images]}]}`, or
+    None if absent. `expected` is optional: only the shipped presets must state it."""
     if "protocol" not in top.raw:
         return None
     protocol = top.section("protocol")
     protocol.only("version", "expected")
+    version = protocol.get("version", int, low=1, high=1000)
+    if "expected" not in protocol.raw:
+        return Protocol(version)
     expected = protocol.section("expected")
     expected.only("epochs", "accuracy", "tolerance", "train_images")
     return Protocol(
-        version=protocol.get("version", int, low=1, high=1000),
-        epochs=expected.get("epochs", int, low=1, high=10_000),
-        accuracy=expected.get("accuracy", (int, float), low=0.0, high=1.0),
-        tolerance=expected.get("tolerance", (int, float), low=0.0, high=0.5),
-        train_images=expected.get("train_images", int, None, low=1, high=10**9),
+        version,
+        Expected(
+            epochs=expected.get("epochs", int, low=1, high=10_000),
+            accuracy=expected.get("accuracy", (int, float), low=0.0, high=1.0),
+            tolerance=expected.get("tolerance", (int, float), low=0.0, high=0.5),
+            train_images=expected.get("train_images", int, None, low=1, high=10**9),
+        ),
     )
 
 

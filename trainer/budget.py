@@ -19,7 +19,12 @@ POLICIES = ("scale", "reject")
 
 
 class BudgetError(BuildError):
-    """A configuration that cannot be brought within its parameter budget."""
+    """A configuration that cannot be brought within its parameter budget; `needs`, where
+    known, is the smallest budget it fits, so a message can say what to raise it to."""
+
+    def __init__(self, message: str, needs: int | None = None):
+        super().__init__(message)
+        self.needs = needs
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,9 @@ def fit_to_budget(
     if low == 0.0:
         smallest = count(replace(base, width=1e-9))
         raise BudgetError(
-            f"even one channel per stage needs {smallest:,} parameters, over the budget of "
-            f"{budget:,}"
+            f"even its narrowest net (one channel per stage) has {smallest:,} parameters, "
+            f"over the budget of {budget:,}",
+            needs=smallest,
         )
     scaled = replace(base, width=low)
     n = len(arch.stages) + 1
@@ -125,7 +131,9 @@ def resolve_arch(spec: TrialSpec, in_shape: tuple[int, int, int], num_classes: i
         raise ValueError(f"budget policy {spec.budget_policy!r}: expected one of {POLICIES}")
     params = count_params(model)
     if params > spec.budget:
-        raise BudgetError(f"{params:,} parameters, over the budget of {spec.budget:,}")
+        raise BudgetError(
+            f"{params:,} parameters, over the budget of {spec.budget:,}", needs=params
+        )
     return Fit(arch, params)
 
 

@@ -27,7 +27,7 @@ from search.report.ablation import ablation_sections
 from search.report.document import Document
 from search.report.origin import provenance_section
 from search.report.searches import search_sections
-from search.report.trials import trials_frame
+from search.report.trials import others, trials_frame
 from search.study import StudyConfig
 from trainer.atomic import write_atomic
 
@@ -50,9 +50,12 @@ def build(
     if test_accuracy is not None:
         numbers = frame["number"] if design else frame.loc[frame["pareto"], "number"]
         frame.loc[numbers.index, "test_accuracy"] = [test_accuracy(int(n)) for n in numbers]
+    trials = study.get_trials(deepcopy=False)
+    left_out = "; ".join(f"{why} {n}" for why, n in others(trials).items())
     doc.text(
-        f"{len(frame)} complete trials of {len(study.trials)}; objectives "
-        f"{', '.join(space.objectives)}; accuracy on the validation split."
+        f"{len(frame)} complete trials of {len(trials)}"
+        + (f" (the others: {left_out})" if left_out else "")
+        + f"; objectives {', '.join(space.objectives)}; accuracy on the validation split."
     )
     if design:
         ablation_sections(doc, frame, design)

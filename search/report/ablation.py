@@ -5,6 +5,7 @@ intervals (`search/stats.py`), and the chart of those differences."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from search import stats
+from search.export import named
 from search.report.document import Document, Plot, _png
-from search.report.formats import _pm, _range
+from search.report.formats import _mflops, _pm, _range, _thousands
 from search.report.trials import latency_figure, latency_note
 
 
@@ -32,9 +34,33 @@ def _reference_of(label: str, references: list[str]) -> str | None:
     return references[0]
 
 
+@dataclass(frozen=True)
+class Compared:
+    """A configuration against its reference: Holm's verdict and the per-seed differences."""
+
+    label: str
+    effect: stats.Effect
+    differences: list[float]
+
+    @property
+    def verdict(self) -> str:
+        if self.effect.within_noise:
+            return NOISE
+        return GAIN if self.effect.delta.mean > 0 else LOSS
+
+
+# The chart's three verdicts: colour-blind-safe hues (blue, vermilion), noise grey and hatched.
+GAIN, LOSS, NOISE = "resolved gain", "resolved loss", "within noise"
+STYLES = {
+    GAIN: {"color": "#0072b2"},
+    LOSS: {"color": "#d55e00"},
+    NOISE: {"color": "#d0d0d0", "hatch": "//", "edgecolor": "#8c8c8c"},
+}
+
+
 def ablation_table(
     frame: pd.DataFrame, design: dict[str, Any], latency_column: str
-) -> tuple[pd.DataFrame, list[tuple[str, stats.Effect]]]:
+) -> tuple[pd.DataFrame, list[Compared]]:
     """One row per configuration label (a configuration trained once under several labels
     appears under each), and the Holm-corrected effects against the references."""
     references = list(design["references"])
@@ -59,7 +85,7 @@ def ablation_table(
 
     delta_ci = f"Δ CI (Holm, {_count(len(effects), 'test')})"
     columns = ["configuration", "techniques", "seeds", "accuracy % (95% CI)", "vs", "Δ points"]
-    columns += [delta_ci, "p (Holm)", "within noise", "params", "FLOPs"]
+    columns += [delta_ci, "p (Holm)", "within noise", "params", "MFLOPs"]
     columns += ["latency ms", "latency IQR ms"]
     if "test_accuracy" in frame:
         columns.append("test accuracy %")
@@ -70,7 +96,7 @@ def ablation_table(
         row.update(
             {
                 "configuration": label,
-                "techniques": " + ".join(techniques) or "(none)",
+                "techniques": named(techniques),
                 "seeds": len(group),
             }
         )
@@ -85,8 +111,8 @@ def ablation_table(
             row[delta_ci] = _range(effect.delta)
             row["p (Holm)"] = "" if math.isnan(effect.p_holm) else f"{effect.p_holm:.3g}"
             row["within noise"] = "yes" if effect.within_noise else "no"
-        row["params"] = int(group["params"].median())
-        row["FLOPs"] = int(group["flops"].median()) if group["flops"].notna().all() else ""
+        row["params"] = _thousands(group["params"].median())
+        row["MFLOPs"] = _mflops(group["flops"].median()) if group["flops"].notna().all() else ""
         row["latency ms"] = f"{group[latency_column].median():.4f}"
         iqr = group[latency_column.replace("latency_ms", "latency_iqr_ms")]
         row["latency IQR ms"] = f"{iqr.median():.4f}" if iqr.notna().all() else ""
@@ -94,42 +120,60 @@ def ablation_table(
             row["test accuracy %"] = _pm(stats.t_interval(group["test_accuracy"]))
         rows.append(row)
     return pd.DataFrame(rows), [
-        (label, e) for (label, _, _), e in zip(compared, effects, strict=True)
+        Compared(label, e, diffs) for (label, _, diffs), e in zip(compared, effects, strict=True)
     ]
 
 
-def delta_chart(effects: list[tuple[str, stats.Effect]]) -> Plot:
-    fig = Figure(figsize=(7, 0.45 * len(effects) + 1.2))
+def delta_chart(compared: list[Compared]) -> Plot:
+    return Plot(
+        "delta.png",
+        _png(delta_figure(compared)),
+        "Δ against the reference with its Holm-corrected interval, and each seed's paired "
+        "difference (dots); blue: resolved gain, vermilion: resolved loss, grey hatched: within "
+        "noise",
+    )
+
+
+def delta_figure(compared: list[Compared]) -> Figure:
+    """A bar per comparison, styled by its verdict, with each seed's paired difference."""
+    fig = Figure(figsize=(7, 0.45 * len(compared) + 1.6))
     ax = fig.add_subplot()
-    labels = [label for label, _ in effects]
-    means = np.array([e.delta.mean * 100 for _, e in effects])
-    low = np.array([e.delta.low * 100 for _, e in effects])
-    high = np.array([e.delta.high * 100 for _, e in effects])
-    errors = np.nan_to_num(np.vstack([means - low, high - means]))
-    colours = ["#9e9e9e" if e.within_noise else "#1f77b4" for _, e in effects]
-    y = np.arange(len(effects))
-    ax.barh(y, means, xerr=errors, color=colours, capsize=3)
-    ax.set_yticks(y, labels)
+    y = np.arange(len(compared))
+    for verdict, style in STYLES.items():
+        chosen = [i for i, c in enumerate(compared) if c.verdict == verdict]
+        if chosen:
+            deltas = [compared[i].effect.delta for i in chosen]
+            means = np.array([d.mean for d in deltas]) * 100
+            spans = np.array([[d.mean - d.low, d.high - d.mean] for d in deltas]).T * 100
+            ax.barh(chosen, means, xerr=np.nan_to_num(spans), capsize=3, label=verdict, **style)
+    for i, c in enumerate(compared):  # each seed's paired difference, spread a little apart
+        spread = np.linspace(-0.15, 0.15, len(c.differences)) if len(c.differences) > 1 else [0.0]
+        ax.scatter(
+            np.array(c.differences) * 100,
+            i + np.asarray(spread),
+            s=14,
+            color="black",
+            zorder=3,
+            label="a seed's Δ" if i == 0 else None,
+        )
+    ax.set_yticks(y, [c.label for c in compared])
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("Δ validation accuracy (points), paired over seeds, Holm-corrected CI")
-    return Plot(
-        "delta.png",
-        _png(fig),
-        "Δ against the reference with its Holm-corrected interval; grey: within noise",
-    )
+    ax.legend(loc="best", fontsize="small")
+    return fig
 
 
 def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]) -> None:
     column = latency_figure(frame)
-    table, effects = ablation_table(frame, design, column)
+    table, compared = ablation_table(frame, design, column)
     doc.heading(f"Ablation: design {design['design']}, seeds {design['seeds']}")
     doc.text(
         "Accuracy is validation accuracy in percent, mean ± the half-width of its 95% "
         "Student-t interval over seeds. Δ is the mean of the paired per-seed differences to "
         "the configuration in `vs` (seed s is the same initialisation and data order in both), "
         "in points. Its interval is a t-interval at Holm's level for its rank among the "
-        f"{_count(len(effects), 'comparison')} of this table (1 - 0.05 / (m - rank + 1)); "
+        f"{_count(len(compared), 'comparison')} of this table (1 - 0.05 / (m - rank + 1)); "
         "`p (Holm)` is the Holm-adjusted p-value of the paired t-test. `within noise`: the "
         "adjusted p-value is at least 0.05, so the difference is not distinguished from seed "
         "noise."
@@ -140,7 +184,8 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
         "medians over the configuration's seeds, `latency IQR ms` the median of their "
         f"interquartile ranges of the timed calls."
         + ("" if column == "latency_ms_alone" else " `search remeasure --all` times them alone.")
-        + " FLOPs: one batch-1 forward pass, by torch's counter (2 per multiply-add)."
+        + " MFLOPs: millions of FLOPs of one batch-1 forward pass, by torch's counter (2 per "
+        "multiply-add)."
     )
     combination = design.get("combination")
     if combination:
@@ -155,5 +200,5 @@ def ablation_sections(doc: Document, frame: pd.DataFrame, design: dict[str, Any]
         )
     for label, why in design.get("excluded", {}).items():
         doc.text(f"Not trained: {label}: {why}")
-    if effects:
-        doc.figure(delta_chart(effects))
+    if compared:
+        doc.figure(delta_chart(compared))

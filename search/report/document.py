@@ -66,8 +66,9 @@ class Document:
                 body.append(f"<h2>{html.escape(block)}</h2>")
             elif kind == "p":
                 body.append("<p>" + CODE.sub(r"<code>\1</code>", html.escape(block)) + "</p>")
-            elif kind == "table":
-                body.append(block.to_html(index=False, escape=True, na_rep=""))
+            elif kind == "table":  # scrolls sideways when wider than the page
+                table = block.to_html(index=False, escape=True, na_rep="", border=0)
+                body.append(f'<div class="wide">{table}</div>')
             else:
                 data = base64.b64encode(block.png).decode()
                 body.append(
@@ -75,9 +76,15 @@ class Document:
                     f'alt="{html.escape(block.caption)}"><figcaption>'
                     f"{html.escape(block.caption)}</figcaption></figure>"
                 )
+        # Cells never wrap ("86.62 ± 0.70" reads as one number); headers may. A table wider
+        # than the page scrolls inside its box instead of squeezing its columns.
         style = (
-            "body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:2px 6px}"
+            "body{font-family:sans-serif;max-width:75em;margin:2em auto;padding:0 1em}"
+            ".wide{overflow-x:auto;margin:1em 0}"
+            "table{border-collapse:collapse;font-size:0.9em}"
+            "td,th{border:1px solid #bbb;padding:2px 6px}td{white-space:nowrap}"
+            "th{background:#f3f3f3;vertical-align:bottom;text-align:left}"
+            "tr:nth-child(even) td{background:#fafafa}"
             "img{max-width:100%}"
         )
         return (

@@ -30,7 +30,7 @@ def provenance_section(
         )
     )
     pairs = zip(frame["device"], frame["threads"], strict=True)
-    devices = ", ".join(sorted({f"{d} x {t} threads" for d, t in pairs}))
+    devices = ", ".join(sorted({f"{d} x {t} thread{'' if t == 1 else 's'}" for d, t in pairs}))
     doc.text(
         f"Trials ran on: {devices}. Data split fingerprint (SHA-256 of the training and "
         f"validation images and labels): {(recorded or {}).get('split', 'not recorded')}. "

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from search import stats
 from search.report.document import Document, Plot, _png
-from search.report.formats import _pm, _range
+from search.report.formats import _pm, _range, _thousands
 from search.report.hypervolume import hypervolume_section
 from search.report.trials import latency_note
 from spaces.space import BUDGET_PARAM, OBJECTIVES, STAGE_RATIO, TRAIN_PREFIX
@@ -224,12 +224,8 @@ def search_sections(
         elif name.startswith("latency"):
             table[name] = [f"{v:.4f}" for v in values]
         else:
-            table[name] = values.astype(int)
-    table["techniques"] = [
-        " + ".join(c.removesuffix(".enabled") for c in front if c.endswith(".enabled") and r[c])
-        or "(none)"
-        for _, r in front.iterrows()
-    ]
+            table[name] = [_thousands(v) for v in values]
+    table["techniques"] = front["techniques"]
     for name in recipe:  # what each trial trained with, when it was searched
         table[name] = [f"{v:.3g}" if isinstance(v, float) else v for v in front[name]]
     if "test_accuracy" in front:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from search import export, latency
+from search import export, latency, ledger
 from search.study import StudyConfig
 from trainer.measure import RUNS, WARMUP
 
@@ -28,6 +28,27 @@ def trials_frame(study: optuna.Study, config: StudyConfig) -> pd.DataFrame:
         for n in frame["number"]
     ]
     return frame
+
+
+def others(trials: list[FrozenTrial]) -> dict[str, int]:
+    """The trials the report's table leaves out, by why: each kind of failure (an interrupted
+    trial trained again apart from an open one, as `ledger.failure_counts` tells them), the
+    pruned, running and queued trials, and the duplicates that reused another's result."""
+    counts = ledger.failure_counts(trials)
+    states = {
+        TrialState.PRUNED: "pruned",
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "queued",
+    }
+    for state, name in states.items():
+        if n := sum(t.state == state for t in trials):
+            counts[name] = n
+    reused = [
+        t for t in trials if t.state == TrialState.COMPLETE and ledger.DUPLICATE_OF in t.user_attrs
+    ]
+    if reused:
+        counts["duplicates (reused a result)"] = len(reused)
+    return counts
 
 
 def latency_note(frame: pd.DataFrame, column: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
+import re
 from pathlib import Path
 
 import optuna
@@ -18,7 +20,7 @@ from search import study as studies
 from search.errors import UsageError
 from search.storage import open_storage
 from search.study import StudyConfig, load_config
-from spaces import load, parse, preset_names
+from spaces import Space, load, parse, preset_names
 from trainer import techniques as registry
 from trainer.techniques import rules
 
@@ -125,19 +127,57 @@ def test_exclusive_rules_decide_the_combination_and_exclude_configurations(
     assert "sam" not in ablate.make(space, "paper").combination.techniques
 
 
-def test_configurations_over_a_reject_budget_are_excluded_before_anything_runs() -> None:
+def quickstart_at(params: int, policy: str) -> Space:
     raw = copy.deepcopy(load("quickstart").source)
-    raw["budget"] = {"params": 1000, "policy": "reject"}  # baseline 674, -gap 1154, +se 864
+    raw["budget"] = {"params": params, "policy": policy}
     del raw["search"]["objectives"]  # the preset's `budget` objective needs budget levels
-    space = parse(raw)
+    return parse(raw)
+
+
+def test_configurations_over_a_reject_budget_are_excluded_before_anything_runs() -> None:
+    space = quickstart_at(1000, "reject")  # baseline 674, -gap 1154, +se 864
     design = ablate.within_budget(ablate.make(space, "oat"), space, (1, 8, 8), 10)
     assert set(design.excluded) == {"-depthwise", "-gap"}
-    assert "over the budget" in design.excluded["-gap"]
+    assert design.excluded["-gap"] == (
+        "1,154 parameters, over the budget of 1,000 under policy reject; raise budget.params "
+        "to at least 1,154 or use budget.policy: scale to train it"
+    )
     assert "+se" in [c.label for c in design.configs]
-    raw["budget"]["params"] = 600
-    space = parse(raw)
-    with pytest.raises(UsageError, match="reference configuration 'baseline'"):
+    space = quickstart_at(600, "reject")
+    with pytest.raises(UsageError) as err:
         ablate.within_budget(ablate.make(space, "oat"), space, (1, 8, 8), 10)
+    assert str(err.value) == (
+        "the reference configuration 'baseline' cannot be trained: 674 parameters, over the "
+        "budget of 600 under policy reject; raise budget.params to at least 674 or use "
+        "budget.policy: scale"
+    )
+
+
+def test_under_scale_a_budget_below_the_narrowest_net_says_so_and_never_suggests_scale() -> None:
+    """Scaling fits any configuration down to one channel per stage; below that it cannot
+    train, and the message says so and what budget would, not to use the policy in force."""
+    space = quickstart_at(50, "scale")  # the baseline's narrowest net: 59 parameters
+    with pytest.raises(UsageError) as err:
+        ablate.within_budget(ablate.make(space, "oat"), space, (1, 8, 8), 10)
+    assert str(err.value) == (
+        "the reference configuration 'baseline' cannot be trained: even its narrowest net (one "
+        "channel per stage) has 59 parameters, over the budget of 50 under policy scale; raise "
+        "budget.params to at least 59"
+    )
+    # 60 fits the baseline's narrowest net; -gap's flatten head needs more than that, and
+    # -depthwise has no width whose count lands within 2% below it.
+    space = quickstart_at(60, "scale")
+    design = ablate.within_budget(ablate.make(space, "oat"), space, (1, 8, 8), 10)
+    assert design.excluded["-gap"] == (
+        "even its narrowest net (one channel per stage) has 89 parameters, over the budget of "
+        "60 under policy scale; raise budget.params to at least 89 to train it"
+    )
+    assert design.excluded["-depthwise"] == (
+        "the closest fit has 53 parameters, outside [59, 60] under policy scale; choose another "
+        "budget.params to train it"
+    )
+    assert all("policy: scale" not in why for why in design.excluded.values())
+    assert "-gap" not in [c.label for c in design.configs]
 
 
 def test_queue_is_seed_major_with_paired_seeds_and_labels() -> None:
@@ -217,10 +257,18 @@ def test_bad_ablate_input_gets_one_message_and_status_2(
 
 
 def test_dry_run_prints_the_design_and_touches_nothing(search, tmp_path: Path) -> None:
-    result = search("ablate", "quickstart", "--design", "loo", "--seeds", "2", "--dry-run")
+    result = search(
+        "ablate", "quickstart", "--design", "loo", "--seeds", "2", "--parallel", "2", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
     assert "design loo: 8 configurations x 2 seeds (0, 1) = 16 trials" in result.stdout
     assert "rule mixup x label_smoothing" in result.stdout
+    assert "cost per configuration (an estimate: " in result.stdout
+    threads = max(1, (os.cpu_count() or 1) // 2)  # --parallel 2: half the cores each
+    assert f"on cpu, {threads} thread{'s' * (threads > 1)} per trial" in result.stdout
+    full = re.search(r"^  full +([\d,]+) +(\d+(?:-\d+)+) +\S+ +\S+$", result.stdout, re.M)
+    assert full is not None and 1960 <= int(full[1].replace(",", "")) <= 2000
+    assert "estimated training time: " in result.stdout
     assert not (tmp_path / "runs").exists()
 
 

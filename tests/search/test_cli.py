@@ -120,3 +120,12 @@ def test_list_and_techniques(search) -> None:
         assert f"{name} ({cls.kind})" in catalogue.stdout
         for hyper in cls.hypers:
             assert f"{name}.{hyper.name}" in catalogue.stdout
+
+
+def test_the_help_names_every_export_format() -> None:
+    from search import cli, export
+
+    top = cli.parser().format_help()
+    line = next(x for x in top.splitlines() if x.strip().startswith("export"))
+    assert "CSV, JSON or Parquet" in line
+    assert all(fmt in line.lower() for fmt in export.FORMATS)

@@ -275,10 +275,18 @@ def test_progress_prints_parameter_counts_with_thousands_separators() -> None:
     assert progress.value("accuracy", 0.91234) == "0.9123"
     assert [progress.duration(s) for s in (45, 720, 3900)] == ["45s", "12m00s", "1h05m"]
     table = export.summary(
-        [{"number": 0, "accuracy": 0.9, "params": 139781, "latency_ms_alone": None}],
+        [
+            {
+                "number": 0,
+                "accuracy": 0.9,
+                "params": 139781,
+                "latency_ms_alone": None,
+                "techniques": "depthwise + gap",
+            }
+        ],
         ("accuracy", "params"),
     )
-    assert "139,781" in table
+    assert "139,781" in table and "depthwise + gap" in table
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`search report`, the statistics under it, `search remeasure` and the parquet export.
+"""`search report`, the statistics under it, and `search remeasure`.
 
 The statistics are checked against scipy on fixed numbers and Holm's correction on a case
 worked by hand. The reports are made by the real command from real Optuna storage holding
@@ -14,15 +14,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import matplotlib.colors
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 from matplotlib import image
+from matplotlib.collections import PathCollection
 from scipy import stats as scipy_stats
 
-from search import provenance, stats
-from search.study import StudyConfig
+from search import export, provenance, report, stats
+from search.report import trials_frame
+from search.report.ablation import STYLES, ablation_table, delta_figure
+from search.report.formats import _mflops, _thousands
+from search.study import StudyConfig, load_config
 from spaces import load
 
 # -- statistics ---------------------------------------------------------------------
@@ -214,7 +219,7 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
         assert row["accuracy % (95% CI)"] == (
             f"{interval.mean * 100:.2f} ± {(interval.high - interval.mean) * 100:.2f}"
         )
-        assert row["params"] == "1490" and row["FLOPs"] == "40000"
+        assert row["params"] == "1,490" and row["MFLOPs"] == "0.0400"  # 40,000 FLOPs
     assert rows["baseline"]["vs"] == "" and rows["baseline"]["within noise"] == ""
     treated = ("+blurpool", "+se", "-gap")
     diffs = {k: np.subtract(ACCURACY[k], ACCURACY["baseline"]) for k in treated}
@@ -231,14 +236,59 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
     assert "re-measured alone" not in markdown and "measured inside each trial" in markdown
     assert "median of 50 timed calls after 10 warm-up calls" in markdown
 
+    assert markdown.splitlines()[2].startswith("12 complete trials of 12; objectives")
+
     check_figures(out, ["delta.png"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and 'src="delta.png"' not in page
     assert "<table" in page and "+blurpool" in page
+    # A cell never wraps, and a table wider than the page scrolls in its own box.
+    assert "td{white-space:nowrap}" in page and ".wide{overflow-x:auto" in page
+    assert page.count('<div class="wide"><table') == page.count("<table")
     assert "| code |" in markdown and provenance.code_fingerprint() in markdown  # this code's
     for field in ("commit", "torch", "optuna", "ray", "device", "Space hash", "fingerprint"):
         assert field in markdown, field
     assert "Test set: not used" in markdown
+    assert "Trials ran on: cpu x 1 thread." in markdown
+
+
+def test_the_delta_chart_tells_gains_losses_and_noise_apart_and_shows_each_seed(
+    tmp_path: Path,
+) -> None:
+    study = ablation_study(f"sqlite:///{tmp_path / 's.db'}")
+    frame = trials_frame(study, load_config(study))
+    _, compared = ablation_table(frame, DESIGN, "latency_ms")
+    verdicts = {c.label: c.verdict for c in compared}
+    assert verdicts == {
+        "+blurpool": "resolved gain",
+        "+se": "within noise",
+        "-gap": "resolved loss",
+    }
+    ax = delta_figure(compared).axes[0]
+    colours = {
+        label.get_text(): bar.get_facecolor()
+        for label, bar in zip(
+            ax.get_yticklabels(), sorted(ax.patches, key=lambda b: b.get_y()), strict=True
+        )
+    }
+    for label, verdict in verdicts.items():
+        assert matplotlib.colors.to_hex(colours[label]) == STYLES[verdict]["color"], label
+    scattered = [c for c in ax.collections if isinstance(c, PathCollection)]
+    dots = np.concatenate([c.get_offsets() for c in scattered])
+    assert len(dots) == 3 * 3  # each comparison's three seeds
+    paired = [np.subtract(ACCURACY[k], ACCURACY["baseline"]) * 100 for k in verdicts]
+    assert sorted(dots[:, 0]) == pytest.approx(sorted(np.concatenate(paired)))
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"resolved gain", "resolved loss", "within noise", "a seed's Δ"} == legend
+
+
+@pytest.mark.parametrize(
+    ("flops", "shown"),
+    [(40_000, "0.0400"), (109_756, "0.110"), (1_059_582, "1.06"), (20_123_456, "20.12")],
+)
+def test_flops_read_in_millions_with_three_digits_at_least(flops: int, shown: str) -> None:
+    assert _mflops(flops) == shown
+    assert _thousands(2952.0) == "2,952" and _thousands(139_781) == "139,781"
 
 
 def test_the_code_fingerprint_names_the_source_wherever_it_is_copied(tmp_path: Path) -> None:
@@ -311,6 +361,14 @@ def test_search_report_draws_the_front_and_ranks_the_switches(search, tmp_path: 
     check_figures(out, ["pareto_latency.png", "pareto_params.png", "hypervolume.png"])
     front = table_rows(markdown, "trial")
     assert {int(r["trial"]) for r in front} == {t.number for t in study.best_trials}
+    assert {r["budget"] for r in front} <= {"400", "1,000", "2,000"}  # counts read as counts
+    assert {r["params"] for r in front} <= {"396", "990", "1,980"}
+    for row in front:  # named as the export names them
+        on = [n for n in study.trials[int(row["trial"])].params if n.endswith(".enabled")]
+        trial = study.trials[int(row["trial"])]
+        assert row["techniques"] == export.named(
+            n.removesuffix(".enabled") for n in on if trial.params[n]
+        )
     importance = pd.DataFrame(table_rows(markdown, "parameter")).set_index("parameter")
     importance = importance.astype(float)
     assert importance["accuracy"].idxmax() == "mixup.enabled"
@@ -324,6 +382,36 @@ def test_search_report_draws_the_front_and_ranks_the_switches(search, tmp_path: 
     assert float(marginal["mixup"]["Δ points (on - off)"]) > 2
     assert "reference point" in markdown
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_the_count_tells_interrupted_trials_trained_again_from_open_failures(
+    tmp_path: Path,
+) -> None:
+    study = search_study(f"sqlite:///{tmp_path / 's.db'}")
+    first = study.trials[0]
+
+    def add(state: optuna.trial.TrialState, **attrs: Any) -> int:
+        values = first.values if state == optuna.trial.TrialState.COMPLETE else None
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                params=first.params,
+                distributions=first.distributions,
+                values=values,
+                user_attrs={"seed": 5, **attrs, **({} if values is None else first.user_attrs)},
+            )
+        )
+        return study.trials[-1].number
+
+    interrupted = add(optuna.trial.TrialState.FAIL, failure="interrupted")
+    add(optuna.trial.TrialState.COMPLETE, rerun_of=interrupted)
+    add(optuna.trial.TrialState.FAIL, failure="interrupted")
+    add(optuna.trial.TrialState.FAIL, failure="error")
+    markdown = report.build(study, load_config(study)).markdown()
+    assert markdown.splitlines()[2].startswith(
+        f"{TRIALS + 1} complete trials of {TRIALS + 4} (the others: error 1; interrupted 1; "
+        "interrupted, trained again 1); objectives accuracy, budget, latency_ms"
+    )
 
 
 # -- budget levels: size as a real dimension ----------------------------------------------
@@ -378,27 +466,7 @@ def test_counted_params_as_an_objective_under_scale_is_refused() -> None:
     assert rejecting.objectives == ("accuracy", "params", "latency_ms")
 
 
-# -- export as parquet, remeasure ---------------------------------------------------------
-
-
-def test_parquet_export_reads_back_with_the_rows_of_the_csv(search, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    search_study(url)
-    csv, parquet = tmp_path / "t.csv", tmp_path / "t.parquet"
-    for fmt, path in (("csv", csv), ("parquet", parquet)):
-        result = search("export", "srch", "--storage", url, "--format", fmt, "-o", str(path))
-        assert result.returncode == 0, result.stderr
-    from_csv = pd.read_csv(csv)
-    from_parquet = pd.read_parquet(parquet)
-    assert list(from_parquet.columns) == list(from_csv.columns)
-    assert len(from_parquet) == len(from_csv) == TRIALS
-    # Missing values: None in parquet's columns that are all missing, NaN in the CSV's.
-    same = [f.astype(object).where(f.notna(), None) for f in (from_parquet, from_csv)]
-    pd.testing.assert_frame_equal(*same, check_dtype=False)
-    assert from_parquet["mixup.enabled"].dtype == bool  # typed columns, not text
-
-    bare = search("export", "srch", "--storage", url, "--format", "parquet")
-    assert bare.returncode == 2 and "-o FILE" in bare.stderr
+# -- remeasure -------------------------------------------------------------------------------
 
 
 def test_remeasure_times_the_front_alone_and_says_how(search, tmp_path: Path) -> None:
@@ -406,14 +474,19 @@ def test_remeasure_times_the_front_alone_and_says_how(search, tmp_path: Path) ->
     space = load("quickstart")
     gpu = metrics(0.95, 1990, 0.1, budget=2000, device="cuda")
     cpu = metrics(0.90, 990, 0.1, budget=1000, threads=2)
+    one = metrics(0.80, 395, 0.1, budget=400, threads=1)
     params = space.baseline_params()
     study = make_study(
         url,
         "rm",
         "quickstart",
-        [(params, {"seed": 0}, gpu), ({**params, "budget.params": 1000}, {"seed": 0}, cpu)],
+        [
+            (params, {"seed": 0}, gpu),
+            ({**params, "budget.params": 1000}, {"seed": 0}, cpu),
+            ({**params, "budget.params": 400}, {"seed": 0}, one),
+        ],
     )
-    assert len(study.best_trials) == 2
+    assert len(study.best_trials) == 3
 
     result = search("remeasure", "rm", "--storage", url)
 
@@ -428,7 +501,8 @@ def test_remeasure_times_the_front_alone_and_says_how(search, tmp_path: Path) ->
     record = records["1"]
     assert record["median_ms"] > 0 and record["runs"] == 200 and record["warmup"] == 10
     assert record["threads"] == 2 and record["device"].startswith("cpu: ")
-    assert "trial 1:" in result.stdout
+    assert "trial 1:" in result.stdout and ", 2 threads, 200 runs" in result.stdout
+    assert records["2"]["threads"] == 1 and ", 1 thread, 200 runs" in result.stdout
 
 
 def test_a_small_search_report_says_what_it_cannot_estimate(search, tmp_path: Path) -> None:

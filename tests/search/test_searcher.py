@@ -211,6 +211,22 @@ def test_a_configuration_that_cannot_be_built_fails_its_trial_not_the_search(
     assert ledger.progress(search.study) == (2, 0)  # a build error is a counted failure
 
 
+@pytest.mark.parametrize("policy", ["scale", "reject"])
+def test_a_search_nothing_fits_stops_saying_what_fits_the_policy(
+    policy: str, tmp_path: Path, splits: Splits
+) -> None:
+    """Every proposal over a budget of 10 (the narrowest net has more): the search stops after
+    its proposals in a row, and suggests the scale policy only where it is not in force."""
+    text = THREE_SWITCHES.replace(
+        "search: {", f"budget: {{params: 10, policy: {policy}}}\nsearch: {{"
+    ).replace("se: {enabled: search, ratio: 0.25}", "se: search")  # a range: never exhausted
+    search = Search(tmp_path, space_file(tmp_path, text, "random"), splits, trials=2)
+    assert search.searcher.suggest("a") == Searcher.FINISHED
+    (stop,) = [m for m in search.messages if "proposals in a row" in m]
+    assert "raise budget.params" in stop
+    assert ("use budget.policy: scale" in stop) == (policy == "reject")
+
+
 def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, splits: Splits) -> None:
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4)
     baseline = search.searcher.suggest("a")

@@ -91,6 +91,17 @@ def test_bad_declarations_name_the_key_and_what_is_accepted(changes: dict, messa
     assert str(err.value).startswith("my.yaml")
 
 
+def test_a_users_space_may_leave_the_protocol_and_its_expectation_out() -> None:
+    """Only the shipped presets must state what their baseline reaches (test_expected.py): a
+    new data set has no measured number to put there."""
+    versioned = parse(edited(protocol__expected=None), "my.yaml").protocol
+    assert versioned is not None and versioned.version == 1 and versioned.expected is None
+    assert parse(edited(protocol=None), "my.yaml").protocol is None
+    stated = load("quickstart").protocol
+    assert stated is not None and stated.expected is not None
+    assert stated.expected.epochs == 12 and stated.expected.train_images is None
+
+
 def test_malformed_yaml_names_the_line(tmp_path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: x\ntechniques: [unclosed\n")
