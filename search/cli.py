@@ -10,7 +10,6 @@ directory as they were. Running a study is `search.session`'s.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -18,26 +17,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import optuna
 
-from search import ablate, estimate, export, latency, ledger, session, status, storage
+from search import ablate, arguments, estimate, export, latency, ledger, session, status, storage
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
-from spaces import SpaceError, check_budget, check_build, check_name, load, preset_names
+from spaces import SpaceError, check_budget, check_build, load, preset_names
 from spaces.space import PRUNERS
 from trainer.data import DataError, Splits
 from trainer.techniques import REGISTRY, rules
 
-if TYPE_CHECKING:
-    from search.sequential import Plan
-
 MAX_MESSAGE = 300
-AUTO = "auto"  # `search ablate --seeds auto`: sequential seeds
-SEQUENTIAL_ARGS = ("min_seeds", "max_seeds", "min_effect")  # only with --seeds auto
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,65 +39,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {mask_url(message)[:200]} (see {self.prog} -h)\n")
-
-
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]!r}: expected an integer in [{low}, {high}]"
-            )
-        return value
-
-    return parse
-
-
-def _run_seeds(text: str) -> int:
-    """`search run --seeds K`: a number; sequential seeds need a design's comparisons."""
-    if text == AUTO:
-        raise argparse.ArgumentTypeError(
-            "'auto' is for `search ablate`, which adds seeds where a comparison is open; "
-            "give a number"
-        )
-    return _integer(1, 1000)(text)
-
-
-def _design_seeds(text: str) -> int | str:
-    """`search ablate --seeds`: a number, or 'auto' for sequential seeds."""
-    return AUTO if text == AUTO else _integer(1, 1000)(text)
-
-
-def _points(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 100:
-        raise argparse.ArgumentTypeError(
-            f"{text[:40]!r}: expected accuracy points between 0 and 100, e.g. 0.5"
-        )
-    return value
-
-
-def _study_name(text: str) -> str:
-    try:
-        return check_name(text, "study name")
-    except SpaceError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a fraction of a GPU in [0, 1]")
-    return value
 
 
 def _output(text: str | None) -> Path | None:
@@ -144,7 +79,9 @@ def _run(
     if target:
         studies.set_target(study, target)
         settings = studies.load_config(study)
-    return session.run(study, settings, splits, plan, address=args.address)
+    return session.run(
+        study, settings, splits, plan, address=args.address, strict_front=args.strict_front
+    )
 
 
 # Arguments several commands share.
@@ -173,27 +110,39 @@ def _space_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _epochs_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+    p.add_argument(
+        "--epochs", type=arguments.integer(1, 10_000), help="override the preset's epochs"
+    )
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--parallel",
-        type=_integer(1, 1024),
+        type=arguments.integer(1, 1024),
         help="trials at once (default: the study's first run's, else 1); a new study gives "
         "each trial cores // K threads, and keeps that many",
     )
     p.add_argument(
         "--gpus-per-trial",
-        type=_fraction,
+        type=arguments.fraction,
         help="GPU fraction per trial (default: the study's first run's, else 0: the CPU)",
     )
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
+    _strict_front_arg(p, "print")
     p.add_argument("--data-dir", help="where data sets are read from")
     p.add_argument(
         "--download",
         action="store_true",
         help="let torchvision download a missing standard data set into --data-dir",
+    )
+
+
+def _strict_front_arg(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--strict-front",
+        action="store_true",
+        help=f"{verb} Optuna's strict Pareto front of single trials, not the noise-aware front "
+        "of configurations (which drops a trial only noise kept on the strict one)",
     )
 
 
@@ -203,23 +152,30 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 def run_args(p: argparse.ArgumentParser) -> None:
     _space_arg(p)
     p.add_argument(
-        "--trials", type=_integer(1, 1_000_000), help="trial target (default: the preset's)"
+        "--trials",
+        type=arguments.integer(1, 1_000_000),
+        help="trial target (default: the preset's)",
     )
-    p.add_argument("--study", type=_study_name, help="study name (default: <preset>-<date>-<time>)")
+    p.add_argument(
+        "--study", type=arguments.study_name, help="study name (default: <preset>-<date>-<time>)"
+    )
     _epochs_arg(p)
     p.add_argument(
-        "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
+        "--seed",
+        type=arguments.integer(0, 2**32 - 1),
+        default=0,
+        help="seed of sampler, split, training",
     )
     p.add_argument(
         "--seeds",
-        type=_run_seeds,
+        type=arguments.run_seeds,
         default=1,
         help="paired training seeds per configuration (--seed, --seed + 1, ...), each its own "
         "trial; --trials counts configurations, so the study trains trials x seeds (default 1)",
     )
     p.add_argument(
         "--grace-period",
-        type=_integer(1, 86_400),
+        type=arguments.integer(1, 86_400),
         default=ledger.DEFAULT_GRACE,
         help="seconds without a heartbeat after which a trial's driver counts as dead "
         f"(default {ledger.DEFAULT_GRACE:.0f}; kept by the study)",
@@ -282,7 +238,7 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=_design_seeds,
+        type=arguments.design_seeds,
         default=3,
         help="paired training seeds per configuration (default 3), or 'auto': --min-seeds "
         "first, then one more a round for the reference and each comparison still open, up "
@@ -292,27 +248,29 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     # when a design is about to run, not for every command's help.
     p.add_argument(
         "--min-seeds",
-        type=_integer(1, 1000),
+        type=arguments.integer(1, 1000),
         help="with --seeds auto: seeds of the first round (default 3)",
     )
     p.add_argument(
         "--max-seeds",
-        type=_integer(1, 1000),
+        type=arguments.integer(1, 1000),
         help="with --seeds auto: the most seeds a configuration gets (default 8)",
     )
     p.add_argument(
         "--min-effect",
-        type=_points,
+        type=arguments.points,
         help="with --seeds auto: accuracy points below which a difference is negligible; a "
         "comparison then also resolves as 'negligible' (default: only higher or lower)",
     )
     p.add_argument(
-        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
+        "--study",
+        type=arguments.study_name,
+        help="study name (default: <preset>-<design>-<date>-<time>)",
     )
     _epochs_arg(p)
     p.add_argument(
         "--seed",
-        type=_integer(0, 2**32 - 1000),
+        type=arguments.integer(0, 2**32 - 1000),
         default=0,
         help="split and sampler seed; the first seed",
     )
@@ -326,27 +284,8 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     _runner_args(p)
 
 
-def _seeds_plan(args: argparse.Namespace) -> Plan | None:
-    """The sequential plan `--seeds auto` asks for; None for fixed seeds."""
-    from search.sequential import Plan  # scipy: only for a design about to run
-
-    if args.seeds != AUTO:
-        given = [f"--{a.replace('_', '-')}" for a in SEQUENTIAL_ARGS if getattr(args, a)]
-        if given:
-            raise UsageError(f"{given[0]} goes with --seeds auto, not --seeds {args.seeds}")
-        return None
-    low, high = args.min_seeds or Plan.min_seeds, args.max_seeds or Plan.max_seeds
-    if low > high:
-        raise UsageError(f"--min-seeds {low} is above --max-seeds {high}")
-    effect = args.min_effect and args.min_effect / 100  # points -> accuracy
-    try:
-        return Plan(min_seeds=low, max_seeds=high, min_effect=effect)
-    except ValueError as err:
-        raise UsageError(f"--seeds auto: {err}") from None
-
-
 def cmd_ablate(args: argparse.Namespace) -> int:
-    seeds_plan = _seeds_plan(args)
+    seeds_plan = arguments.seeds_plan(args)
     space = load(args.space)
     if args.epochs:
         space = space.with_epochs(args.epochs)
@@ -410,7 +349,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def export_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
+    p.add_argument(
+        "--pareto",
+        action="store_true",
+        help="only the trials on the noise-aware Pareto front (every seed of its configurations)",
+    )
+    _strict_front_arg(p, "with --pareto, the trials on")
     p.add_argument("--format", choices=export.FORMATS, default="csv")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.add_argument(
@@ -422,11 +366,13 @@ def export_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.strict_front and not args.pareto:
+        raise UsageError("--strict-front chooses the front --pareto keeps: give it with --pareto")
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet writes a binary file: give it with -o FILE")
     output = _output(args.output)
     study, settings = _existing_study(args)
-    table = export.rows(study, settings, only_pareto=args.pareto)
+    table = export.rows(study, settings, only_pareto=args.pareto, strict=args.strict_front)
     if ledger.done(study.get_trials(deepcopy=False)) == 0:
         print(
             f"study {args.study!r} has no finished trials yet; continue it with "
@@ -455,6 +401,7 @@ def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
     )
+    _strict_front_arg(p, "show")
     _study_data_dir_arg(p)
 
 
@@ -473,7 +420,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         def test_accuracy(number: int) -> float:
             return export.test_accuracy(by_number[number], settings, splits, study.study_name)
 
-    doc = report.build(study, settings, test_accuracy)
+    doc = report.build(study, settings, test_accuracy, strict_front=args.strict_front)
     try:
         written = report.write(doc, directory)
     except OSError as err:

@@ -73,9 +73,11 @@ def run(
     plan: Execution,
     *,
     address: str | None,
+    strict_front: bool = False,
 ) -> int:
-    """Run the study to its target as `plan` says, show its progress, print the Pareto
-    front; returns the exit status (130 when interrupted). A design with sequential seeds
+    """Run the study to its target as `plan` says, show its progress, print the noise-aware
+    Pareto front (Optuna's strict one with `strict_front`); returns the exit status (130
+    when interrupted). A design with sequential seeds
     runs round after round, each queued when the one before is complete (`search.seeds`)."""
     # Ray, and scipy for the seeds and the front, only when trials are about to run
     from search import configurations, runner, seeds
@@ -120,8 +122,13 @@ def run(
     )
     if untimed:
         print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
-    print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
-    print(export.summary(export.rows(study, settings, only_pareto=True), space.objectives))
+    if strict_front:
+        print(f"\nOptuna's strict Pareto front of {study.study_name!r} (validation accuracy):")
+        table = export.rows(study, settings, only_pareto=True, strict=True)
+        print(export.summary(table, space.objectives))
+    else:
+        print(f"\nNoise-aware Pareto front of {study.study_name!r} (validation accuracy):")
+        print(export.front_summary(study, settings))
     if interrupted:
         print(
             f"\ninterrupted: {interrupted} running trial(s) recorded as interrupted; "
