@@ -376,7 +376,9 @@ def front_summary(study: optuna.Study, settings: StudyConfig) -> str:
         f"Optuna's strict front holds {len(strict)} trial(s), {len(off)} of them not on this "
         "one: --strict-front prints it.",
     ]
-    return "\n".join([pd.DataFrame(lines).to_string(index=False), *map(textwrap.fill, notes)])
+    return "\n".join(
+        [pd.DataFrame(lines).to_string(index=False), *(textwrap.fill(n, width=100) for n in notes)]
+    )
 
 
 def banded(objective: str, mean: float, noise: float) -> str:

@@ -8,7 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from search import configurations, ledger
+from search import configurations, export, ledger
+from search import study as studies
+from search.front import RULE
+from search.study import StudyConfig
+from spaces import load
 
 OBJECTIVES = ("accuracy", "budget", "latency_ms")
 DIRECTIONS = ("maximize", "minimize", "minimize")
@@ -69,3 +73,51 @@ def test_a_designed_study_groups_by_label() -> None:
     assert [c.numbers for c in configurations.configurations(trials, OBJECTIVES)] == [(0, 1)]
     assert ledger.configuration(trials[0]) == "+ls"
     assert configurations.noise_aware_front([], OBJECTIVES, DIRECTIONS) == []
+
+
+def planted_study(accuracy: dict[int, list[float]], latency: dict[int, float]) -> tuple:
+    """A quickstart study (accuracy, budget, latency_ms) with each configuration's seeds
+    planted in seed order, every configuration at 400 parameters."""
+    space = load("quickstart")
+    settings = StudyConfig(space.source, 6, 0, None, None, "/nonexistent", seeds=3)
+    study = studies.create_or_load(
+        optuna.storages.InMemoryStorage(), "p", space, settings, queue=[]
+    )
+    configs = {6: ["label_smoothing"], 12: ["mixup"]}  # every parameter given: no draw
+    for seed in range(max(len(v) for v in accuracy.values())):
+        for key, values in accuracy.items():
+            if seed < len(values):
+                params = {**space.default_params(configs[key]), "budget.params": 400}
+                study.enqueue_trial(params, user_attrs={"seed": seed})
+                trial = study.ask()
+                space.suggest(trial, seed=seed)
+                trial.set_user_attr("latency_iqr_ms", 0.0002)
+                study.tell(trial, [values[seed], 400, latency[key]])
+    return study, settings
+
+
+def test_issue_19s_twin_is_exported_on_the_strict_front_only_and_printed_off_it() -> None:
+    study, settings = planted_study({6: [0.8438], 12: [0.7083]}, {6: 0.0667, 12: 0.0661})
+    rows = export.rows(study, settings, only_pareto=False)
+    assert [(r["pareto"], r["front"]) for r in rows] == [(True, True), (True, False)]
+    assert [r["number"] for r in export.rows(study, settings, only_pareto=True)] == [0]
+    strict = export.rows(study, settings, only_pareto=True, strict=True)
+    assert [r["number"] for r in strict] == [0, 1]
+    printed = export.front_summary(study, settings)
+    lines = printed.splitlines()
+    assert lines[1].split()[:4] == ["0", "1", "0.8438", "400"]  # one seed: no accuracy band
+    assert "0.0667 ± 0.0013" in lines[1] and len(lines) > 2 and "1 of them not on" in printed
+    assert " ".join(printed.split()).count(" ".join(RULE.split())) == 1  # the rule, wrapped
+
+
+def test_with_three_seeds_the_front_is_printed_per_configuration_with_its_interval() -> None:
+    study, settings = planted_study(
+        {6: [0.90, 0.84, 0.79], 12: [0.76, 0.62, 0.745]}, {6: 0.0667, 12: 0.0661}
+    )
+    rows = export.rows(study, settings, only_pareto=False)
+    assert [r["seed"] for r in rows] == [0, 0, 1, 1, 2, 2]  # a row per seed
+    assert all(r["front"] for r in rows)  # 13.5 points inside both configurations' spread
+    table = export.front_summary(study, settings).splitlines()
+    assert table[1].split()[:3] == ["0,", "2,", "4"]
+    half = configurations.configurations(study.trials, OBJECTIVES)[0].noise[0]
+    assert f"0.8433 ± {half:.4f}" in table[1] and table[2].split()[3] == "3"
