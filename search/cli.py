@@ -299,7 +299,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
-        machine = estimate.Machine.here(args.parallel, args.gpus_per_trial)
+        # a first run's defaults: one trial at once, on the CPU
+        machine = estimate.Machine.here(args.parallel or 1, args.gpus_per_trial or 0.0)
         costs = estimate.probe(design, space, splits, machine)
         most = seeds_plan.max_seeds if seeds_plan else len(seeds)  # auto: an upper bound
         print(estimate.describe(costs, space, splits, most, machine))
