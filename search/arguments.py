@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from search import execution as executions
 from search.errors import UsageError
 from spaces import SpaceError, check_name
 
@@ -80,6 +81,14 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a fraction of a GPU in [0, 1]")
     return value
+
+
+def fuse(text: str) -> str:
+    """`--fuse`: auto, off, or a group size (`search.execution.parse_fuse`)."""
+    try:
+        return executions.parse_fuse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def seeds_plan(args: argparse.Namespace) -> Plan | None:

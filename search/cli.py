@@ -27,8 +27,11 @@ from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
 from spaces import SpaceError, check_budget, check_build, load, preset_names
+from spaces.schema import TRAIN_FIELDS
 from spaces.space import PRUNERS
+from trainer import group
 from trainer.data import DataError, Splits
+from trainer.schedule import WARMUP_RULE
 from trainer.techniques import REGISTRY, rules
 
 MAX_MESSAGE = 300
@@ -73,9 +76,10 @@ def _run(
     target: int | None = None,
 ) -> int:
     """Run the study with the execution settings it recorded (`search.execution`), changed
-    only as far as `--parallel` and `--gpus-per-trial` may; a refused override costs one
-    line before anything is written. `target`: a new trial target, set once accepted."""
-    plan = session.execution(study, args.parallel, args.gpus_per_trial)
+    only as far as `--parallel`, `--gpus-per-trial` and `--fuse` may; a refused override
+    costs one line before anything is written. `target`: a new trial target, set once
+    accepted."""
+    plan = session.execution(study, args.parallel, args.gpus_per_trial, args.fuse)
     if target:
         studies.set_target(study, target)
         settings = studies.load_config(study)
@@ -125,7 +129,15 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpus-per-trial",
         type=arguments.fraction,
-        help="GPU fraction per trial (default: the study's first run's, else 0: the CPU)",
+        help="GPU fraction per trial, or per fused group (default: the study's first run's, "
+        "else 0: the CPU)",
+    )
+    p.add_argument(
+        "--fuse",
+        type=arguments.fuse,
+        help="train queued trials that may share a network (see `search techniques`) as one "
+        "fused group of up to K: auto (as many as pay on the device), off, or K (default: the "
+        "study's first run's, else auto); a group takes one --parallel slot",
     )
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
     _strict_front_arg(p, "print")
@@ -489,6 +501,11 @@ def cmd_techniques(args: argparse.Namespace) -> int:
                 print(f"        {hyper.doc}")
         for rule in rules.rules_for(name):
             print(f"    rule with {' x '.join(rule.techniques)}: {rule.decision}")
+    print("recipe (train:, every trial's; a space fixes or searches each field)")
+    for field in TRAIN_FIELDS:
+        print(f"    train.{field.name:17} default {field.default!r:8} {field.describe()}")
+    print(f"    rule: {WARMUP_RULE}")
+    print(f"fused groups (--fuse): {group.RULE}")
     return 0
 
 

@@ -43,9 +43,9 @@ from trainer.techniques import REGISTRY
 from trainer.train import evaluate
 
 FORMATS = ("csv", "json", "parquet")
-# The measurements as columns; how the trial ran (device, threads, and the epoch it resumed
-# from after an interruption) follows them in a row.
-HOW = (ledger.DEVICE, ledger.THREADS, ledger.RESUMED_FROM_EPOCH)
+# The measurements as columns; how the trial ran (device, threads, the epoch it resumed
+# from after an interruption, and the fused group it trained in) follows them in a row.
+HOW = (ledger.DEVICE, ledger.THREADS, ledger.RESUMED_FROM_EPOCH, ledger.GROUP)
 # Measured values of recipe fields: the row shows them in the field's column, in place of
 # the value the configuration asked for.
 AS_TRAINED = {ledger.BATCH_SIZE: "train.batch_size"}
@@ -103,6 +103,7 @@ COLUMNS = {
     ledger.DEVICE: TEXT,
     ledger.THREADS: INT,
     ledger.RESUMED_FROM_EPOCH: INT,
+    ledger.GROUP: INT,
     ledger.NODE: TEXT,
     ledger.NODE_IP: TEXT,
     ledger.BASELINE: BOOL,
@@ -230,10 +231,10 @@ def rows(
 def test_accuracy(
     trial: FrozenTrial, settings: StudyConfig, splits: Splits, study_name: str
 ) -> float:
-    """Accuracy of a finished trial's saved weights on the test split."""
+    """Accuracy of a finished trial's saved weights on the test split, as deployed."""
     model = weights.trained(trial, settings, splits, study_name)
     test = DeviceData(splits.x_test, splits.y_test, splits.mean, splits.std)
-    return evaluate(model, test)
+    return evaluate(weights.as_deployed(model, trial, settings), test)
 
 
 def add_test_accuracy(

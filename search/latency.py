@@ -66,7 +66,11 @@ def remeasure(
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         latency = measure_latency(
-            model, splits.image_shape, warmup=WARMUP, runs=ALONE_RUNS, channels_last=channels_last
+            weights.as_deployed(model, trial, settings),
+            splits.image_shape,
+            warmup=WARMUP,
+            runs=ALONE_RUNS,
+            channels_last=channels_last,
         )
         alone[str(trial.number)] = {
             "median_ms": latency.median_ms,

@@ -42,6 +42,10 @@ CARRIED_ATTRS = (BASELINE, SEED, CONFIG)
 RERUN_OF = "rerun_of"  # on a re-run: the number of the interrupted trial it trains again
 DUPLICATE_OF = "duplicate_of"  # on a duplicate: the number of the trial that trained it
 
+# A trial trained in a fused group with others (`--fuse`): the lowest trial number of the
+# group. Absent for a trial trained alone.
+GROUP = "group"
+
 # Who runs a trial: its driver's `host:pid`, and the Unix time that driver last beat.
 DRIVER, HEARTBEAT = "driver", "heartbeat"
 DEFAULT_GRACE = 120.0  # seconds without a heartbeat after which a trial's driver is dead
@@ -126,9 +130,11 @@ def config_key(params: dict[str, Any], seed: int) -> str:
 
 
 def configuration(trial: FrozenTrial) -> str:
-    """What a trial trains, whatever its seed: a designed study's label, else its parameters.
-    The seeds of one configuration share it; the front and the means over seeds group by it."""
-    return trial.user_attrs.get(CONFIG) or json.dumps(sorted(trial.params.items()))
+    """What a trial trains, whatever its seed: a designed study's label, else its parameters
+    (a queued trial's as queued). The seeds of one configuration share it; the front and the
+    means over seeds group by it."""
+    params = queued_params(trial) if trial.state == TrialState.WAITING else trial.params
+    return trial.user_attrs.get(CONFIG) or json.dumps(sorted(params.items()))
 
 
 def another_seed(trial: FrozenTrial, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -243,6 +249,23 @@ def give_back(study: optuna.Study, number: int) -> None:
     storage = study._storage
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     storage.set_trial_state_values(trial_id, TrialState.WAITING)
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a queued (WAITING) trial will train: Optuna keeps them among its system
+    attributes until the trial is asked for."""
+    return trial.system_attrs.get("fixed_params", trial.params)
+
+
+def take_queued(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial | None:
+    """Ask for the queued trial `trial` itself, as `study.ask` asks for the first in the
+    queue (its parameters are then the queued ones); None when another driver took it."""
+    try:
+        if not study._storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+            return None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    return optuna.Trial(study, trial._trial_id)
 
 
 def fail(study: optuna.Study, number: int, failure: str, reason: str) -> None:

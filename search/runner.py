@@ -3,6 +3,13 @@
 Optuna decides what to try and keeps the record; Ray Tune decides where and when each
 trial runs. `StudySearcher` is the bridge: Tune asks it for configurations, it asks the
 Optuna study, and it tells the study every outcome as soon as Tune reports it.
+
+One Ray Tune trial trains a fused group (`trainer.train.train_group`): the Optuna trial the
+searcher asked for and, with `--fuse` (`search.execution`), up to K - 1 queued trials that
+may share its network (`trainer.group.RULE`), in one Ray task with the group's resources.
+Each member stays its own Optuna trial: its own row, heartbeat, duplicate check, per-epoch
+report and checkpoint, outcome and failure reason, and re-run after an interruption. A group
+of one is a trial trained alone.
 """
 
 from __future__ import annotations
@@ -14,8 +21,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,24 +32,36 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search import drivers, failpoints, halving, heartbeat, ledger, progress, reaper, seeds, weights
+from search import (
+    drivers,
+    failpoints,
+    grouping,
+    halving,
+    heartbeat,
+    ledger,
+    progress,
+    reaper,
+    seeds,
+    weights,
+)
 from search.errors import UsageError
 from search.execution import Execution
 from search.study import StudyConfig
+from search.worker import MEMBERS_KEY, SEED_KEY, TRIAL_KEY, train_trials
 from spaces import Space
 from spaces.listing import finite_configurations
 from trainer.budget import BudgetError, resolve_arch
 from trainer.data import Splits
-from trainer.models.net import stage_channels
-from trainer.train import Diverged, train
+from trainer.group import group_key
+from trainer.spec import ArchSpec, TrialSpec
 
 if TYPE_CHECKING:
     from search.display import Board
 
-# Ray Tune's config of a trial (here `ray_params`) is its flat parameters and these two keys.
-TRIAL_KEY = "optuna_trial"  # the Optuna trial number, beside the flat parameters
-SEED_KEY = "optuna_seed"  # the trial's training seed
-EPOCH_KEY = "epoch"  # in a per-epoch report, beside "epoch_accuracy"; absent from the final one
+# Ray Tune's config of a trial (here `ray_params`) is its members (`search.worker`); it
+# reports each member's epochs, then their outcomes.
+EPOCH_KEY = "epoch"  # in a per-epoch report of member TRIAL_KEY, beside "epoch_accuracy"
+OUTCOMES_KEY = "outcomes"  # in the final report: each member's outcome, with its TRIAL_KEY
 # Proposals in a row that train nothing (over budget, duplicates) before the search stops.
 MAX_PROPOSALS = 200
 # Duplicates in a row before the searcher proposes an untried configuration itself: some
@@ -58,7 +75,8 @@ _TAKING_OVER = threading.Lock()  # module-level: Ray Tune pickles the searcher, 
 def run_trial(
     ray_params: dict[str, Any], *, settings: StudyConfig, splits: Splits, study_name: str
 ) -> None:
-    """One trial, in a Ray worker, with the resources Ray gave it."""
+    """One Ray Tune trial, a fused group, in a Ray worker with the resources Ray gave it."""
+    members = ray_params[MEMBERS_KEY]
     resources = tune.get_context().get_trial_resources().required_resources
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
@@ -72,57 +90,17 @@ def run_trial(
             f"the weights directory {shared} is not shared with node {where[ledger.NODE_IP]}: "
             "on a cluster it must be one directory every node mounts at the same path"
         )
-        tune.report({ledger.FAILURE: ledger.ERROR, ledger.REASON: reason, **where})
+        failed = {ledger.FAILURE: ledger.ERROR, ledger.REASON: reason}
+        tune.report({OUTCOMES_KEY: [{TRIAL_KEY: m[TRIAL_KEY], **failed} for m in members], **where})
         return
 
-    def report_epoch(epoch: int, accuracy: float) -> None:  # for halving and progress
-        tune.report({EPOCH_KEY: epoch, ledger.EPOCH_ACCURACY: accuracy})
+    def report_epoch(member: int, epoch: int, accuracy: float) -> None:  # halving, progress
+        # A function trainable's report returns once the driver has taken it in and judged it.
+        number = members[member][TRIAL_KEY]
+        tune.report({EPOCH_KEY: epoch, ledger.EPOCH_ACCURACY: accuracy, TRIAL_KEY: number})
 
-    outcome = train_trial(ray_params, settings, splits, study_name, device, threads, report_epoch)
-    tune.report({**outcome, **where})
-
-
-def train_trial(
-    ray_params: dict[str, Any],
-    settings: StudyConfig,
-    splits: Splits,
-    study_name: str,
-    device: str,
-    threads: int,
-    on_epoch: Callable[[int, float], None] | None = None,
-) -> dict[str, Any]:
-    """Rebuild the spec from the flat parameters, train (telling `on_epoch` each epoch's
-    validation accuracy), save the weights; returns what the searcher is told: the
-    measurements, or why the trial failed. Each epoch is checkpointed, and an earlier
-    attempt's checkpoint of the same configuration is resumed from; the searcher deletes it
-    once the outcome is recorded."""
-    number, seed = ray_params[TRIAL_KEY], ray_params[SEED_KEY]
-    params = {k: v for k, v in ray_params.items() if k not in (TRIAL_KEY, SEED_KEY)}
-    checkpoint = weights.checkpoint_path(settings, study_name, params, seed)
-    try:
-        spec = settings.space().replay(params, seed=seed)
-        result = train(
-            spec,
-            splits,
-            device=device,
-            threads=threads,
-            on_epoch=on_epoch,
-            checkpoint=checkpoint,
-        )
-    except Diverged as err:
-        return {ledger.FAILURE: ledger.DIVERGED, ledger.REASON: str(err)}
-    except Exception as err:  # any bug or resource error fails this trial, not the study
-        last = traceback.format_exc().strip().splitlines()[-3:]
-        return {ledger.FAILURE: ledger.ERROR, ledger.REASON: f"{err!r} | {' | '.join(last)}"}
-    weights.save(result.model, weights.weights_path(settings, study_name, number))
-    return {
-        **result.metrics(),
-        ledger.CHANNELS: "-".join(map(str, stage_channels(result.model.arch))),
-        ledger.BUDGET: spec.budget,
-        ledger.FAILURE: "",
-        ledger.THREADS: threads,
-        ledger.DEVICE: device,
-    }
+    outcomes = train_trials(members, settings, splits, study_name, device, threads, report_epoch)
+    tune.report({OUTCOMES_KEY: outcomes, **where})
 
 
 class LastSlotTaken(Exception):
@@ -133,13 +111,17 @@ class StudySearcher(Searcher):
     """A Ray Tune searcher that proposes from, and records into, an Optuna study.
 
     Each configuration (parameters and seed) is trained once per study; with `--seeds K`,
-    the seeds a proposed configuration lacks are queued before the sampler proposes again
-    (`search.seeds.top_up`). A proposal equal to a finished trial is not trained: it is told
-    that trial's outcome, so the sampler learns it, and marked `duplicate_of`. A proposal
-    equal to a running trial is told FAIL (`duplicate`): its outcome is not known yet, and
-    the sampler learns it from the running trial when that finishes. Duplicates never count
-    towards the target. A finite space whose every configuration is tried ends the search,
-    which says so.
+    the seeds a configuration lacks are queued as soon as a trial of it is accepted
+    (`search.seeds.top_up`), before its group is formed. A proposal equal to a finished
+    trial is not trained: it is told that trial's outcome, so the sampler learns it, and
+    marked `duplicate_of`. A proposal equal to a running trial is told FAIL (`duplicate`):
+    its outcome is not known yet, and the sampler learns it from the running trial when that
+    finishes. Duplicates never count towards the target. A finite space whose every
+    configuration is tried ends the search, which says so.
+
+    With `members` > 1, a trial asked for is joined by queued trials of its group key
+    (`trainer.group.group_key`), in queue order, each one checked as the first was, into one
+    fused group of at most `members`: one Ray Tune trial, whose id maps to its live members.
     """
 
     def __init__(
@@ -150,12 +132,15 @@ class StudySearcher(Searcher):
         in_shape: tuple[int, int, int],
         num_classes: int,
         board: Board,
+        members: int = 1,
     ):
         super().__init__()  # no Tune metric: failed trials report none, the study judges
         self.study, self.space, self.settings = study, space, settings
         self.in_shape, self.num_classes = in_shape, num_classes
         self.board = board  # shown every event
-        self.live: dict[str, optuna.Trial] = {}
+        self.members = members  # trials per fused group, at most
+        self.live: dict[str, dict[int, optuna.Trial]] = {}  # Tune trial id -> its live members
+        self.queue = grouping.Queue(space, settings.seed, in_shape, num_classes)
         self.driver = drivers.driver_id()
         self.configurations = finite_configurations(space)  # None: too many to list
         self.fallback = optuna.samplers.RandomSampler(seed=settings.seed)
@@ -192,8 +177,6 @@ class StudySearcher(Searcher):
                     # its trials come back (`fail_orphans`) and this driver takes them over.
                     return self._idle()
                 break
-            if not waiting and seeds.top_up(self.study, trials, self.settings):
-                continue  # the seeds a configuration lacks (`--seeds K`) before a new one
             known = ledger.known_configurations(trials, self.settings.seed)
             untried = None if waiting else self._untried(trials, known)  # queued trials first
             if untried == []:
@@ -257,9 +240,33 @@ class StudySearcher(Searcher):
     def _propose(
         self, trial_id: str, known: dict[str, FrozenTrial], untried: list[dict[str, Any]] | None
     ) -> dict[str, Any] | None:
-        """One proposal: the configuration to train, or None when it was recorded untrained
-        (a duplicate, over the budget, or impossible to build)."""
+        """One proposal: the group to train, or None when its first trial was recorded
+        untrained (a duplicate, over the budget, or impossible to build)."""
         trial = self._ask(untried)
+        admitted = self._admit(trial, known)
+        if admitted is None:
+            return None
+        seeds.top_up(self.study, self.settings)  # `--seeds K`: its other seeds, to group
+        group = [(trial, admitted[0]), *self._partners(trial, *admitted, known)]
+        self.live[trial_id] = {t.number: t for t, _ in group}
+        if len(group) > 1:
+            for t, _ in group:
+                t.set_user_attr(ledger.GROUP, min(t.number for t, _ in group))
+            self.board.note(f"trials {', '.join(str(t.number) for t, _ in group)}: one group")
+        for t, spec in group:
+            self.board.started(t, spec.train.epochs)
+        return {
+            MEMBERS_KEY: [
+                {**t.params, TRIAL_KEY: t.number, SEED_KEY: spec.seed} for t, spec in group
+            ]
+        }
+
+    def _admit(
+        self, trial: optuna.Trial, known: dict[str, FrozenTrial]
+    ) -> tuple[TrialSpec, ArchSpec] | None:
+        """Claim a trial just asked for and check it: its spec and resolved architecture, or
+        None when it was recorded untrained. Raises LastSlotTaken, giving it back, when it
+        would take the study past its target."""
         grace = self.settings.grace_period
         if ledger.over_target(self.study, trial.number, self.settings.trials, grace):
             ledger.give_back(self.study, trial.number)
@@ -284,9 +291,30 @@ class StudySearcher(Searcher):
             self._reject(trial.number, ledger.ERROR, f"cannot build this configuration: {err!r}")
             return None
         trial.set_user_attr(ledger.PLANNED_PARAMS, fit.params)
-        self.live[trial_id] = trial
-        self.board.started(trial, spec.train.epochs)
-        return {**trial.params, TRIAL_KEY: trial.number, SEED_KEY: seed}
+        return spec, fit.arch
+
+    def _partners(
+        self, first: optuna.Trial, spec: TrialSpec, arch: ArchSpec, known: dict[str, FrozenTrial]
+    ) -> list[tuple[optuna.Trial, TrialSpec]]:
+        """Up to `members` - 1 queued trials of `first`'s group key, asked for and admitted
+        as `first` was, in queue order; one another driver takes first is skipped."""
+        partners: list[tuple[optuna.Trial, TrialSpec]] = []
+        if self.members == 1:
+            return partners
+        taken = {*known, ledger.config_key(first.params, spec.seed)}
+        for queued in self.queue.partners(self.study, group_key(spec, arch), taken):
+            trial = ledger.take_queued(self.study, queued)
+            if trial is None:
+                continue
+            try:
+                admitted = self._admit(trial, known)
+            except LastSlotTaken:  # the study's target is reached with the group as it is
+                break
+            if admitted is not None:
+                partners.append((trial, admitted[0]))
+                if len(partners) == self.members - 1:
+                    break
+        return partners
 
     def _reject(self, number: int, failure: str, reason: str) -> None:
         ledger.fail(self.study, number, failure, reason)
@@ -324,43 +352,63 @@ class StudySearcher(Searcher):
             self.board.note(message)
 
     def on_epoch(self, trial_id: str, result: dict[str, Any]) -> bool:
-        """Record a trial's per-epoch report and show it; returns whether successive halving
-        stopped the trial there (it is then recorded PRUNED)."""
-        trial = self.live.get(trial_id)
-        if trial is None:
+        """Record a member's per-epoch report and show it; returns whether the Ray Tune trial
+        stops there: when successive halving stopped its last live member (it is then
+        recorded PRUNED). A member stopped while others train on leaves the group."""
+        group = self.live.get(trial_id)
+        if group is None:
             return False
+        number = result[TRIAL_KEY]
+        trial = group.get(number)
+        if trial is None:  # stopped once already (its worker was restarted): stop it again
+            return self._leave(trial_id, number)
         epoch, accuracy = result[EPOCH_KEY], result[ledger.EPOCH_ACCURACY]
         failpoints.reached("epoch")  # mid-trial, its epoch's checkpoint written
         epochs = self.space.replay(trial.params).train.epochs  # the recipe may search it
         try:
             pruned = halving.report(self.study, trial, self.space.pruner, epochs, epoch, accuracy)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
+            self.board.ended(number, "already recorded as interrupted: stopped")
+            return self._leave(trial_id, number)
+        self.board.epoch(number, epoch, accuracy, result["time_total_s"])
+        if not pruned:
+            return False
+        self._drop_checkpoint(trial)
+        recorded = self.study.trials[number]
+        self.board.ended(number, progress.outcome(recorded, self.space.objectives))
+        return self._leave(trial_id, number)
+
+    def _leave(self, trial_id: str, number: int) -> bool:
+        """Member `number` trains no further: the group's last stops with its Ray Tune
+        trial (returns True); any other is marked for its worker (`weights.stop_mark`),
+        which drops it from the group when its report returns."""
+        group = self.live[trial_id]
+        group.pop(number, None)
+        if not group:
             del self.live[trial_id]
-            self.board.ended(trial.number, "already recorded as interrupted: stopped")
             return True
-        self.board.epoch(trial.number, epoch, accuracy, result["time_total_s"])
-        if pruned:
-            del self.live[trial_id]
-            self._drop_checkpoint(trial)
-            recorded = self.study.trials[trial.number]
-            self.board.ended(trial.number, progress.outcome(recorded, self.space.objectives))
-        return pruned
+        mark = weights.stop_mark(self.settings, self.study.study_name, number)
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        return False
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        trial = self.live.pop(trial_id, None)
-        if trial is None:  # pruned already, or not ours
-            return
-        try:
-            self._record(trial, result, error)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
-            self.board.ended(trial.number, "already recorded as interrupted: result dropped")
-            return
-        recorded = self.study.trials[trial.number]
-        if recorded.user_attrs.get(ledger.FAILURE) != ledger.INTERRUPTED:
-            self._drop_checkpoint(trial)
-        self.board.ended(trial.number, progress.outcome(recorded, self.space.objectives))
+        group = self.live.pop(trial_id, {})  # empty: pruned already, or not ours
+        outcomes = {o[TRIAL_KEY]: o for o in (result or {}).get(OUTCOMES_KEY, [])}
+        where = {k: result[k] for k in ledger.WHERE_ATTRS if result and k in result}
+        for number, trial in group.items():
+            outcome = outcomes.get(number)
+            try:
+                self._record(trial, outcome and {**outcome, **where}, error)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another driver judged it dead
+                self.board.ended(number, "already recorded as interrupted: result dropped")
+                continue
+            recorded = self.study.trials[number]
+            if recorded.user_attrs.get(ledger.FAILURE) != ledger.INTERRUPTED:
+                self._drop_checkpoint(trial)
+            self.board.ended(number, progress.outcome(recorded, self.space.objectives))
 
     def _drop_checkpoint(self, trial: optuna.Trial) -> None:
         """A trial's outcome is recorded: its checkpoint will never be resumed. An
@@ -391,14 +439,15 @@ class StudySearcher(Searcher):
 
     def live_ids(self) -> list[int]:
         """Storage ids of the trials this driver runs now, for the heartbeat thread."""
-        return [t._trial_id for t in list(self.live.values())]
+        return [t._trial_id for group in list(self.live.values()) for t in list(group.values())]
 
     def interrupted(self) -> int:
         """Record every trial still running as interrupted; returns how many."""
-        for trial in self.live.values():
+        trials = [t for group in self.live.values() for t in group.values()]
+        for trial in trials:
             ledger.fail(self.study, trial.number, ledger.INTERRUPTED, "stopped before it finished")
-        count, self.live = len(self.live), {}
-        return count
+        self.live = {}
+        return len(trials)
 
 
 class EpochScheduler(FIFOScheduler):
@@ -481,7 +530,9 @@ def run_study(
     mark = Path(settings.weights_dir) / study.study_name / SHARED_MARK
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(drivers.driver_id())
-    searcher = StudySearcher(study, space, settings, splits.image_shape, splits.num_classes, board)
+    searcher = StudySearcher(
+        study, space, settings, splits.image_shape, splits.num_classes, board, execution.members
+    )
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial, settings=settings, splits=splits, study_name=study.study_name

@@ -38,13 +38,12 @@ Queued = tuple[dict[str, Any], dict[str, Any]]  # (parameters, user attributes) 
 
 
 def _holds_seed(trial: FrozenTrial) -> bool:
-    """Whether a trial stands for its seed of its configuration: not a duplicate, which reused
-    another's result, not refused as over the budget (no seed of it ever trains), and not
-    queued, whose parameters Optuna does not show yet."""
+    """Whether a trial stands for its seed of its configuration, queued or tried: not a
+    duplicate, which reused another's result, and not refused as over the budget (no seed of
+    it ever trains)."""
     return (
         ledger.DUPLICATE_OF not in trial.user_attrs
         and trial.user_attrs.get(ledger.FAILURE) != ledger.OVER_BUDGET
-        and trial.state != TrialState.WAITING
     )
 
 
@@ -81,12 +80,12 @@ def missing_seeds(trials: Sequence[FrozenTrial], settings: StudyConfig) -> list[
     ]
 
 
-def top_up(study: optuna.Study, trials: Sequence[FrozenTrial], settings: StudyConfig) -> int:
-    """Queue the seeds the configurations of a `search run --seeds K` study lack (`trials`:
-    the study's, with none queued); returns how many. A designed study queues its own."""
+def top_up(study: optuna.Study, settings: StudyConfig) -> int:
+    """Queue the seeds the configurations of a `search run --seeds K` study lack; returns how
+    many. A designed study queues its own."""
     if settings.design is not None or settings.seeds == 1:
         return 0
-    queue = missing_seeds(trials, settings)
+    queue = missing_seeds(study.get_trials(deepcopy=False), settings)
     for params, attrs in queue:
         study.enqueue_trial(params, user_attrs=attrs)
     return len(queue)
@@ -147,7 +146,7 @@ def advance(study: optuna.Study, settings: StudyConfig) -> Step | None:
     labels += [comparisons[i].trained for i in grow]  # references first, as at the start
     tried = _tried(trials, settings.seed)
     first = {}
-    for t in trials:
+    for t in trials:  # nothing is queued: every trial shows its parameters
         if _holds_seed(t):
             first.setdefault(ledger.configuration(t), t)
     queue = []

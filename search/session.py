@@ -57,13 +57,19 @@ def stop_ray() -> None:
         sys.modules["search.runner"].stop_ray()
 
 
-def execution(study: optuna.Study, parallel: int | None, gpus_per_trial: float | None) -> Execution:
+def execution(
+    study: optuna.Study,
+    parallel: int | None,
+    gpus_per_trial: float | None,
+    fuse: str | None = None,
+) -> Execution:
     """How this run runs the study's trials: as recorded at its first run, `parallel` and
-    `gpus_per_trial` (None: not given) changing only how many at once. Ray must be started:
-    the threads per trial must fit its cluster. A refused override raises UsageError."""
+    `gpus_per_trial` (None: not given) changing only how many at once, `fuse` how many train
+    as one group. Ray must be started: the threads per trial must fit its cluster. A refused
+    override raises UsageError."""
     from search import runner  # Ray is imported only when trials are about to run
 
-    return executions.settle(study, parallel, gpus_per_trial, runner.cluster_cpus())
+    return executions.settle(study, parallel, gpus_per_trial, runner.cluster_cpus(), fuse)
 
 
 def run(

@@ -2,7 +2,8 @@
 the network of a finished trial rebuilt from its parameters (with its weights, to test it).
 
 runs/weights/<study>/trial_<n>.pt holds a finished trial's weights, written whole or not at
-all; runs/weights/<study>/checkpoints/ the per-epoch checkpoints of trials still training.
+all; runs/weights/<study>/checkpoints/ the per-epoch checkpoints of trials still training;
+runs/weights/<study>/stopped/ the marks that stop one member of a fused group.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 from optuna.trial import FrozenTrial
+from torch import nn
 
 from search import ledger
 from search.errors import UsageError
@@ -22,6 +24,7 @@ from trainer.atomic import write_atomic
 from trainer.budget import resolve_arch
 from trainer.data import Splits
 from trainer.models.net import Net
+from trainer.techniques import build, deployed
 
 
 def weights_path(settings: StudyConfig, study_name: str, number: int) -> Path:
@@ -40,6 +43,14 @@ def checkpoint_path(
     check_name(study_name, "study name")
     key = hashlib.sha256(ledger.config_key(params, seed).encode()).hexdigest()[:24]
     return Path(settings.weights_dir) / study_name / "checkpoints" / f"{key}.pt"
+
+
+def stop_mark(settings: StudyConfig, study_name: str, number: int) -> Path:
+    """runs/weights/<study>/stopped/trial_<n>: written by the driver when trial n, a member
+    of a fused group still training (`search.runner`), must train no further (successive
+    halving pruned it); its worker reads and removes it when the epoch's report returns."""
+    check_name(study_name, "study name")
+    return Path(settings.weights_dir) / study_name / "stopped" / f"trial_{number}"
 
 
 def save(model: torch.nn.Module, path: Path) -> None:
@@ -67,3 +78,10 @@ def trained(trial: FrozenTrial, settings: StudyConfig, splits: Splits, study_nam
     model = network(trial, settings, splits)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
+
+
+def as_deployed(model: Net, trial: FrozenTrial, settings: StudyConfig) -> nn.Module:
+    """`model` as the trial predicted with it when it was validated and timed: wrapped by
+    its inference technique (flip TTA evaluates each image and its mirror), else itself."""
+    spec = settings.space().replay(trial.params)
+    return deployed(model, build(spec.techniques))

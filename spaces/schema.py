@@ -32,7 +32,7 @@ from spaces.space import (
     with_stage_ratio,
 )
 from trainer.budget import POLICIES
-from trainer.schedule import SCHEDULES
+from trainer.schedule import MAX_WARMUP, SCHEDULES
 from trainer.spec import ArchSpec, StageSpec, TrainSpec
 from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Hyper
@@ -57,6 +57,8 @@ TRAIN_FIELDS = (
     Hyper("weight_decay", _TRAIN.weight_decay, low=0.0, high=0.1),
     Hyper("nesterov", _TRAIN.nesterov, choices=(False, True)),
     Hyper("schedule", _TRAIN.schedule, choices=SCHEDULES),
+    Hyper("warmup_fraction", _TRAIN.warmup_fraction, low=0.0, high=MAX_WARMUP),
+    Hyper("no_wd_bn_bias", _TRAIN.no_wd_bn_bias, choices=(False, True)),
     Hyper("crop_padding", _TRAIN.crop_padding, low=0, high=16, integer=True),
     Hyper("flip", _TRAIN.flip, choices=(False, True)),
 )
@@ -290,6 +292,33 @@ def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
     return tuple(stages)
 
 
+def _check_flips(
+    techniques: _Reader, choices: dict[str, TechniqueChoice], data: DataChoice
+) -> None:
+    """A technique that feeds mirrored images only where the space says mirrors keep labels."""
+    for name, choice in choices.items():
+        if REGISTRY[name].flips_images and choice.switch != "off" and not data.flip_invariant:
+            raise techniques.fail(
+                name,
+                techniques.raw[name],
+                "off unless data.flip_invariant is true (it predicts from mirrored images; "
+                "declare it only for data whose labels survive a left-right flip, not digits)",
+            )
+
+
+def _check_warmup(train: _Reader, choices: dict[str, TechniqueChoice]) -> None:
+    """A warm-up declared where one-cycle is always on would never act
+    (`trainer.schedule.WARMUP_RULE`)."""
+    one_cycle = choices.get("one_cycle")
+    if one_cycle is not None and one_cycle.switch == "on" and train.raw.get("warmup_fraction"):
+        raise train.fail(
+            "warmup_fraction",
+            train.raw["warmup_fraction"],
+            "no declaration while techniques.one_cycle is on: it warms up by its own "
+            "pct_start and replaces the base schedule (`search techniques`)",
+        )
+
+
 def _check_ratio(model: _Reader, arch: ArchSpec, ratios: tuple[Any, ...]) -> None:
     """Every stage ratio the space may train keeps every stage within MAX_CHANNELS."""
     first, last = arch.stages[0].channels, len(arch.stages) - 1
@@ -432,7 +461,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     )
 
     data = top.section("data")
-    data.only("dataset", "val_fraction", "resize")
+    data.only("dataset", "val_fraction", "resize", "flip_invariant")
     resize = data.get("resize", list, None)
     if resize is not None and (
         len(resize) != 2 or not all(type(v) is int and 1 <= v <= MAX_SIDE for v in resize)
@@ -442,6 +471,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         dataset=_dataset(data),
         val_fraction=data.get("val_fraction", (int, float), 0.1, low=0.01, high=0.5),
         resize=tuple(resize) if resize else None,
+        flip_invariant=data.get("flip_invariant", bool, False),
     )
 
     model = top.section("model")
@@ -504,6 +534,8 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         rules.check(always)
     except ValueError as err:
         raise SpaceError(f"{where}: techniques: contradictory declarations: {err}") from None
+    _check_flips(techniques, choices, data_choice)
+    _check_warmup(train, choices)
 
     baseline = _names(search, "baseline", [], [n for n, c in choices.items() if c.switch != "off"])
 

@@ -164,6 +164,9 @@ class DataChoice:
     dataset: str
     val_fraction: float = 0.1
     resize: tuple[int, int] | None = None
+    # Whether a left-right mirror keeps an image's label (CIFAR yes, digits no): techniques
+    # that feed mirrored images (flip TTA) are refused unless the space says so.
+    flip_invariant: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from trainer.atomic import write_atomic
-from trainer.spec import TrialSpec
+from trainer.spec import TrainSpec, TrialSpec
 from trainer.techniques.base import Technique
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,20 @@ log = logging.getLogger(__name__)
 # Raised whenever what a checkpoint holds, or how it is restored, changes: an older file is
 # then ignored rather than restored into state it does not describe.
 FORMAT = 1
+# Recipe fields added since FORMAT 1, left out of the fingerprint at their defaults: a trial
+# that does not use them resumes a checkpoint written before they existed.
+ADDED_TRAIN_FIELDS = ("warmup_fraction", "no_wd_bn_bias")
 
 
 def fingerprint(spec: TrialSpec, *, steps_per_epoch: int, batch_size: int, device: str) -> str:
     """What a checkpoint must have been written for to be resumed: the same trial, data size,
     batch and device type (a CUDA generator's state means nothing to a CPU one)."""
+    described = asdict(spec)
+    for name in ADDED_TRAIN_FIELDS:
+        if described["train"][name] == getattr(TrainSpec, name):
+            del described["train"][name]
     return json.dumps(
-        [FORMAT, asdict(spec), steps_per_epoch, batch_size, device], sort_keys=True, default=str
+        [FORMAT, described, steps_per_epoch, batch_size, device], sort_keys=True, default=str
     )
 
 

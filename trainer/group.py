@@ -19,15 +19,18 @@ RULE = (
     "its techniques and budget fitting: same blocks and channel counts), train with the "
     "same batch size and number of epochs, and either all use SAM or none does (SAM takes "
     "two forward and backward passes per step). Everything else is each member's own: "
-    "seed, lr, momentum, weight decay, nesterov, schedule, crop and flip, one_cycle, mixup, "
-    "cutout, label_smoothing, swa, and SAM's rho and adaptive."
+    "seed, lr, momentum, weight decay and whether BatchNorm and biases skip it, nesterov, "
+    "schedule and its warm-up, crop and flip, one_cycle, mixup, cutout, label_smoothing, "
+    "swa, ema, tta_flip, and SAM's rho and adaptive."
 )
 
 # Members per group that `--fuse auto` forms, by device type. CPU: from bench/bench_fused.py
 # (BENCHMARKS.md, "Fused groups on CPU"): at one thread, groups of 3-4 trained 1.06-1.26x the
-# images/s of one trial and groups of 8 less. CUDA: not measured here yet (bench/bench_gpu.py
-# has not run on a GPU); 16 after the published anchors, HFTA (up to 15x over one job per
-# GPU) and Hydro (10 fused 5.9x, 100 fused 14.6x the throughput of one).
+# images/s of one trial and groups of 8 less; study-wide, where a group also shares what a
+# trial costs besides training, the quickstart ablation took 1.6-2.1x less time. CUDA: not
+# measured here yet (bench/bench_gpu.py has not run on a GPU); 16 after the published
+# anchors, HFTA (up to 15x over one job per GPU) and Hydro (10 fused 5.9x, 100 fused 14.6x
+# the throughput of one).
 AUTO_MEMBERS = {"cpu": 4, "cuda": 16}
 
 

@@ -59,6 +59,12 @@ class TrainSpec:
     # Learning-rate decay over the steps before any averaging phase (trainer/schedule.py):
     # "cosine" to zero, or "constant". A technique owning the schedule (one-cycle) replaces it.
     schedule: str = "cosine"
+    # Fraction of those steps spent warming the base schedule up linearly from ~0 to `lr`
+    # (Goyal et al. 2017); 0: none. One-cycle brings its own warm-up and ignores it.
+    warmup_fraction: float = 0.0
+    # Weight decay 0 for every parameter of one dimension or fewer: BatchNorm weights and
+    # biases, and every bias (timm's `param_groups_weight_decay`).
+    no_wd_bn_bias: bool = False
     # Whole-batch augmentation applied before any technique's batch slot.
     crop_padding: int = 0
     flip: bool = False

@@ -10,7 +10,7 @@ continues from the last one saved (see `trainer/checkpoint.py`).
 A group (which trials may form one: `trainer/group.py`) is K trials trained in one loop.
 Each member keeps every object it would have alone: its network, built from its seed, its
 optimiser, schedule, generator (data order, crops, flips, Mixup's lambda, Cutout's holes),
-technique objects, SWA average and checkpoint. Only the forward and backward pass is fused
+technique objects, SWA or EMA average and checkpoint. Only the forward and backward pass is fused
 (`trainer/models/fused.py`): the members' batches side by side in channels through one
 network, each member's loss its own. Nothing in the loop draws from the process RNG once the
 networks are built, so what a member computes does not depend on its group; a member whose
@@ -42,13 +42,16 @@ from trainer.measure import RUNS, count_flops, count_params, measure_latency
 from trainer.models.fused import fuse, side_by_side
 from trainer.models.net import Net, stage_channels
 from trainer.schedule import Phases
-from trainer.spec import ArchSpec, TrialSpec
+from trainer.spec import ArchSpec, TrainSpec, TrialSpec
 from trainer.techniques.base import (
+    SLOT_AFTER_STEP,
     SLOT_BATCH,
+    SLOT_FINALIZE,
     SLOT_STEP,
     ForwardBackward,
     StepMember,
     Technique,
+    deployed,
     owner,
 )
 
@@ -71,6 +74,8 @@ class Result:
     final_loss: float
     resumed_from_epoch: int  # epochs restored from a checkpoint; 0 when trained from scratch
     batch_size: int  # as trained: the requested size, or the whole train split when smaller
+    # The trained network (the average, with an averager), whose weights are saved; the
+    # numbers above are of it as deployed (`trainer.techniques.deployed`: flip TTA wraps it).
     model: nn.Module
 
     def metrics(self) -> dict[str, float]:
@@ -109,6 +114,22 @@ def plain_step(group: Sequence[StepMember], forward_backward: ForwardBackward) -
     return losses
 
 
+def sgd(model: nn.Module, hp: TrainSpec) -> torch.optim.SGD:
+    """The trial's optimiser. With `hp.no_wd_bn_bias`, two parameter groups: weight decay
+    for the weights of convolutions and linear layers, none for every parameter of one
+    dimension or fewer, i.e. BatchNorm weights and biases and every bias (the rule of timm's
+    `param_groups_weight_decay`). Without it, one group: the optimiser as it always was."""
+    params: list[nn.Parameter] | list[dict] = list(model.parameters())
+    if hp.no_wd_bn_bias:
+        params = [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+    return torch.optim.SGD(
+        params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+    )
+
+
 def channels_last_pays(arch: ArchSpec, device: torch.device, threads: int) -> bool:
     """Whether to train and time this network in channels_last memory format.
 
@@ -143,9 +164,9 @@ def train(
     """Train `spec` on `splits.train`, evaluate on `splits.val`, measure size and latency.
 
     `on_epoch(epoch, accuracy)`, when given, is called after each epoch (from 1) with the
-    validation accuracy of the model as it trains (before any averaging is finalised); it
-    may raise to end training there. Without it no epoch is evaluated: it costs a pass
-    over the validation split.
+    validation accuracy of the model as it trains (not its SWA or EMA average), as deployed
+    (with flip TTA when on); it may raise to end training there. Without it no epoch is
+    evaluated: it costs a pass over the validation split.
 
     `checkpoint`, when given, is where the state after each epoch is saved; a checkpoint
     there from an earlier attempt at this same trial is resumed from. `train_seconds`
@@ -176,6 +197,8 @@ class Member:
     phases: Phases
     batch_transforms: list[Technique]
     step_owner: Technique | None
+    after_step: list[Technique]  # called after each of its optimiser steps (weight EMA)
+    averager: Technique | None  # whose averaged model is evaluated and saved (SWA, EMA)
     fingerprint: str  # what its checkpoint must have been written for
     checkpoint: Path | None
     first_epoch: int  # epochs restored from its checkpoint; 0 when trained from scratch
@@ -204,13 +227,7 @@ class Member:
         hp = spec.train
         model = Net(arch, splits.image_shape, splits.num_classes)
         model = model.to(device, memory_format=memory_format)
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=hp.lr,
-            momentum=hp.momentum,
-            weight_decay=hp.weight_decay,
-            nesterov=hp.nesterov,
-        )
+        optimizer = sgd(model, hp)
         # Schedule slot and averaging: the main schedule, then the averager's (trainer/schedule.py).
         phases = Phases(techniques, hp, optimizer, steps_per_epoch)
         state = TrainState(model, optimizer, phases.main_scheduler(), generator, techniques)
@@ -236,6 +253,8 @@ class Member:
                 (t for t in techniques if t.fills(SLOT_BATCH)), key=lambda t: t.batch_order
             ),
             step_owner=owner(techniques, SLOT_STEP),
+            after_step=[t for t in techniques if t.fills(SLOT_AFTER_STEP)],
+            averager=owner(techniques, SLOT_FINALIZE),
             fingerprint=fingerprint,
             checkpoint=checkpoint,
             first_epoch=saved.epoch if saved else 0,
@@ -246,6 +265,10 @@ class Member:
     @property
     def model(self) -> nn.Module:
         return self.state.model
+
+    def deployed(self, model: nn.Module) -> nn.Module:
+        """`model` as this trial predicts with it (`trainer.techniques.deployed`)."""
+        return deployed(model, self.state.techniques)
 
     def batches(
         self, data: DeviceData, batch_size: int, num_classes: int
@@ -352,6 +375,8 @@ def train_group(
                     stepping, partial(forward_backward, net, x, [t for _, t in batches])
                 )
             for m in group:
+                for technique in m.after_step:
+                    technique.after_step(m.model)
                 if m.state.scheduler is not None:
                     m.state.scheduler.step()
         # One host sync per epoch: a NaN in any step makes that member's sum NaN, and only its.
@@ -376,11 +401,11 @@ def train_group(
         for m in group:  # after every checkpoint is written: a kill here loses no epoch
             if m.failure is None and on_epoch is not None:
                 try:
-                    on_epoch(m.index, epoch + 1, evaluate(m.model, val_data))
+                    on_epoch(m.index, epoch + 1, evaluate(m.deployed(m.model), val_data))
                 except Exception as err:  # pruned, or stopped by its caller: this member ends
                     m.failure = err
 
-    # Each member alone again: finalise its averaging, then measure it.
+    # Each member alone again: finalise its averaging, then measure it as deployed.
     results: list[Result | Exception] = []
     for m in members:
         if m.failure is not None:
@@ -388,19 +413,20 @@ def train_group(
             continue
         finishing = time.perf_counter()
         model = m.model
-        if m.phases.averager:
-            model = m.phases.averager.finalize(model, lambda: train_data.batches(batch_size))
+        if m.averager:
+            model = m.averager.finalize(model, lambda: train_data.batches(batch_size))
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds = m.train_seconds + time.perf_counter() - finishing
+        served = m.deployed(model)
         latency = measure_latency(
-            model, splits.image_shape, runs=latency_runs, channels_last=channels_last
+            served, splits.image_shape, runs=latency_runs, channels_last=channels_last
         )
         results.append(
             Result(
-                accuracy=evaluate(model, val_data),
-                params=count_params(model),
-                flops=count_flops(model, splits.image_shape),
+                accuracy=evaluate(served, val_data),
+                params=count_params(served),
+                flops=count_flops(served, splits.image_shape),
                 latency_ms=latency.median_ms,
                 latency_iqr_ms=latency.iqr_ms,
                 train_seconds=train_seconds,

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from trainer.group import RULE
 from trainer.techniques import REGISTRY
 
 REGRESSIONS = Path(__file__).parents[1] / "regressions"
@@ -124,6 +125,9 @@ def test_list_and_techniques(search) -> None:
         assert f"{name} ({cls.kind})" in catalogue.stdout
         for hyper in cls.hypers:
             assert f"{name}.{hyper.name}" in catalogue.stdout
+    for field in ("warmup_fraction", "no_wd_bn_bias", "schedule"):  # the recipe's fields too
+        assert f"train.{field}" in catalogue.stdout
+    assert f"fused groups (--fuse): {RULE}" in catalogue.stdout
 
 
 def test_the_help_names_every_export_format() -> None:

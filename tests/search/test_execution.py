@@ -1,7 +1,7 @@
 """A study's execution settings (`search.execution`): recorded at its first run, kept by
 every later one (threads per trial and device never change, `--parallel` only says how many
-at once), refused overrides, and studies stored before the settings were recorded; on a
-real study in SQLite."""
+at once, `--fuse` how many train as one group), refused overrides, and studies stored before
+the settings were recorded; on a real study in SQLite."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from search.execution import Execution
 from search.storage import open_storage
 from search.study import StudyConfig
 from spaces import load
+from trainer.group import AUTO_MEMBERS
 
 
 @pytest.fixture
@@ -28,10 +29,10 @@ def study(tmp_path: Path) -> optuna.Study:
 
 
 def test_a_first_run_shares_the_cores_out_and_is_recorded_once(study: optuna.Study) -> None:
-    first = execution.settle(study, 2, None, cpus=8)
+    first = execution.settle(study, 2, None, cpus=8, fuse="off")
     assert first == Execution(parallel=2, threads=4, device="cpu", gpus_per_trial=0.0)
     assert execution.settle(study, None, None, cpus=8).parallel == 1  # the default
-    assert execution.settle(study, 4, 0.25, cpus=8) == Execution(4, 1, "cuda", 0.25)
+    assert execution.settle(study, 4, 0.25, cpus=8, fuse="3") == Execution(4, 1, "cuda", 0.25, 3)
     execution.record(study, first)
     execution.record(study, Execution(1, 8, "cpu", 0.0))  # a later run records nothing
     assert study.user_attrs[execution.ATTR] == {
@@ -39,7 +40,27 @@ def test_a_first_run_shares_the_cores_out_and_is_recorded_once(study: optuna.Stu
         "threads": 4,
         "device": "cpu",
         "gpus_per_trial": 0.0,
+        "members": 1,
     }
+
+
+def test_fuse_auto_takes_what_pays_on_the_device_and_a_later_run_may_change_it(
+    study: optuna.Study,
+) -> None:
+    """`--fuse` is like `--parallel`: the first run's is kept unless given again."""
+    assert execution.settle(study, 1, None, cpus=2).members == AUTO_MEMBERS["cpu"]
+    assert execution.settle(study, 1, 1.0, cpus=2).members == AUTO_MEMBERS["cuda"]
+    assert execution.settle(study, 1, 1.0, cpus=2, fuse="auto").members == AUTO_MEMBERS["cuda"]
+    execution.record(study, execution.settle(study, 2, None, cpus=2, fuse="3"))
+    assert execution.settle(study, None, None, cpus=2) == Execution(2, 1, "cpu", 0.0, 3)
+    assert execution.settle(study, None, None, cpus=2, fuse="off").members == 1
+    assert execution.settle(study, None, None, cpus=2, fuse="8").members == 8
+    assert Execution(2, 1, "cpu", 0.0, 3).describe() == (
+        "2 at once, fused in groups of up to 3, 1 thread each on cpu"
+    )
+    for bad in ("0", "-1", "on", "3.5", str(execution.MAX_MEMBERS + 1)):
+        with pytest.raises(ValueError, match="expected auto, off or a number"):
+            execution.parse_fuse(bad)
 
 
 def test_later_runs_keep_threads_and_device_and_may_change_only_how_many_at_once(
@@ -99,5 +120,7 @@ def test_a_study_stored_before_settings_were_recorded_keeps_its_trials_threads(
     # A bare resume on 2 cores: 2 trials of 1 thread, as its trials ran, not 1 of 2.
     assert execution.settle(study, None, None, cpus=2) == Execution(2, 1, "cpu", 0.0)
     assert execution.settle(study, 1, None, cpus=2) == Execution(1, 1, "cpu", 0.0)
-    trained(study, 2)  # already mixed: nothing to keep, the first run's rule applies
-    assert execution.settle(study, None, None, cpus=2) == Execution(1, 2, "cpu", 0.0)
+    trained(study, 2)  # already mixed: nothing to keep, the first run's rules apply
+    assert execution.settle(study, None, None, cpus=2) == Execution(
+        1, 2, "cpu", 0.0, AUTO_MEMBERS["cpu"]
+    )

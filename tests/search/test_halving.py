@@ -18,9 +18,10 @@ from optuna.trial import TrialState
 from search import display, export, halving, ledger, progress
 from search import study as studies
 from search.errors import UsageError
-from search.runner import EPOCH_KEY, SEED_KEY, TRIAL_KEY, StudySearcher
+from search.runner import EPOCH_KEY, OUTCOMES_KEY, StudySearcher
 from search.storage import open_storage
 from search.study import StudyConfig
+from search.worker import MEMBERS_KEY, SEED_KEY, TRIAL_KEY, train_trials
 from spaces import SpaceError, load, parse
 from trainer.data import load_dataset, make_splits
 
@@ -201,11 +202,12 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     searcher = StudySearcher(
         study, config.space(), config, splits.image_shape, splits.num_classes, board
     )
-    base, other = searcher.suggest("a"), searcher.suggest("b")
+    (base,), (other,) = (searcher.suggest(t)[MEMBERS_KEY] for t in ("a", "b"))
     epoch = {EPOCH_KEY: 1, "time_total_s": 3.0}
-    assert not searcher.on_epoch("a", {**epoch, "epoch_accuracy": 0.9})
-    assert searcher.on_epoch("b", {**epoch, "epoch_accuracy": 0.2})
-    searcher.on_trial_complete("b", {**epoch, "epoch_accuracy": 0.2})  # Tune, after its STOP
+    assert not searcher.on_epoch("a", {**epoch, "epoch_accuracy": 0.9, TRIAL_KEY: base[TRIAL_KEY]})
+    reported = {**epoch, "epoch_accuracy": 0.2, TRIAL_KEY: other[TRIAL_KEY]}
+    assert searcher.on_epoch("b", reported)
+    searcher.on_trial_complete("b", reported)  # Tune, after its STOP
     pruned = study.trials[other[TRIAL_KEY]]
     assert pruned.state == TrialState.PRUNED and ledger.counted(pruned)
     n = pruned.number
@@ -214,11 +216,62 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     assert any(f"] {trial} pruned after epoch 1: accuracy 0.2000" in m for m in messages)
 
     study.enqueue_trial({k: v for k, v in other.items() if k not in (TRIAL_KEY, SEED_KEY)})
-    proposal = searcher.suggest("c")
+    (proposal,) = searcher.suggest("c")[MEMBERS_KEY]
     (again,) = [t for t in study.trials if t.user_attrs.get("duplicate_of") == n]
     assert again.state == TrialState.PRUNED and not ledger.counted(again)
     assert proposal[TRIAL_KEY] > again.number  # the searcher went on to a new configuration
     assert base[TRIAL_KEY] == 0
+
+
+def test_a_pruned_member_leaves_its_fused_group_and_trains_no_further(tmp_path: Path) -> None:
+    """A fused group of three (the baseline and +mixup at two seeds) behind three finished
+    trials that reached 100% at the rung: halving stops both +mixup members at epoch 1,
+    while the baseline, never stopped, trains on. The Ray Tune trial is not stopped; each
+    stopped member is dropped by its worker as Tune's report returns (the searcher is called
+    in that report here, as Tune calls it), so it reports no further epoch, and only the
+    baseline's outcome comes back."""
+    raw = asha_source()
+    raw["train"]["epochs"] = 3  # one rung, at epoch 1
+    config = StudyConfig(raw, 6, 0, None, None, str(tmp_path / "w"), design="oat", seeds=2)
+    space = config.space()
+    mixup = space.default_params({*space.baseline, "mixup"})
+    queue = [
+        (space.default_params(space.baseline), {ledger.SEED: 0, ledger.BASELINE: True}),
+        (mixup, {ledger.SEED: 0}),
+        (mixup, {ledger.SEED: 1}),
+    ]
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    study = studies.create_or_load(storage, "s", space, config, queue=queue)
+    for _ in range(3):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[1.0, 2000, 0.1], user_attrs={ledger.EPOCH_ACCURACY: [1.0, 1.0, 1.0]}
+            )
+        )
+    splits = make_splits(load_dataset("digits"), val_fraction=0.2, seed=0)
+    board = display.Lines(study, config, write=lambda _: None)
+    searcher = StudySearcher(
+        study, space, config, splits.image_shape, splits.num_classes, board, members=3
+    )
+    members = searcher.suggest("g")[MEMBERS_KEY]
+    assert [m[TRIAL_KEY] for m in members] == [0, 1, 2]
+    reports = []
+
+    def tune_report(member: int, epoch: int, accuracy: float) -> None:
+        number = members[member][TRIAL_KEY]
+        reports.append((number, epoch))
+        result = {EPOCH_KEY: epoch, "epoch_accuracy": accuracy, TRIAL_KEY: number}
+        assert not searcher.on_epoch("g", {**result, "time_total_s": 1.0})  # no STOP
+
+    outcomes = train_trials(members, config, splits, "s", "cpu", 1, tune_report)
+    searcher.on_trial_complete("g", {OUTCOMES_KEY: outcomes})
+    assert reports == [(0, 1), (1, 1), (2, 1), (0, 2), (0, 3)]
+    assert [o[TRIAL_KEY] for o in outcomes] == [0]
+    base, *pruned = study.trials[:3]
+    assert base.state == TrialState.COMPLETE and base.user_attrs["group"] == 0
+    for trial in pruned:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs[ledger.PRUNED_EPOCH] == 1
+    assert not list((tmp_path / "w" / "s" / "stopped").iterdir())  # each mark taken
 
 
 def test_the_samplers_keep_proposing_after_pruned_trials(tmp_path: Path) -> None:

@@ -142,6 +142,8 @@ def test_unusable_space_files(content: str, expected: str, cli_run, tmp_path: Pa
         (["--parallel", "0"], "argument --parallel: '0': expected an integer in [1, 1024]"),
         (["--epochs", "nan"], "argument --epochs"),
         (["--gpus-per-trial", "nan"], "expected a fraction of a GPU in [0, 1]"),
+        (["--fuse", "on"], "argument --fuse: 'on': expected auto, off or a number of trials"),
+        (["--fuse", "0"], "argument --fuse: '0': expected auto, off or a number of trials"),
     ],
 )
 def test_bad_arguments(args: list[str], expected: str, cli_run, tmp_path: Path) -> None:

@@ -12,16 +12,20 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
+from torch.nn.modules.module import register_module_forward_pre_hook
 
-from search import display, export, ledger
+from search import ablate, display, export, ledger
 from search import study as studies
-from search.runner import SEED_KEY, TRIAL_KEY, StudySearcher, train_trial
+from search.runner import OUTCOMES_KEY, StudySearcher
 from search.study import StudyConfig
+from search.worker import MEMBERS_KEY, SEED_KEY, TRIAL_KEY, train_trials
 from spaces import Space, load
 from spaces.listing import finite_configurations
 from trainer.data import Splits, load_dataset, make_splits
+from trainer.models.fused import FusedConv2d
 
 # Three switches with fixed hyperparameters: 2**3 = 8 configurations.
 THREE_SWITCHES = """name: three
@@ -62,8 +66,19 @@ class Search:
     """A study in Optuna's in-memory storage (SQLite's commits would cost most of these
     tests' time; the runs in test_search.py use SQLite) and the searcher that drives it."""
 
-    def __init__(self, tmp_path: Path, space: Space, splits: Splits, trials: int, seeds: int = 1):
-        self.splits, self.messages = splits, []
+    def __init__(
+        self,
+        tmp_path: Path,
+        space: Space,
+        splits: Splits,
+        trials: int,
+        seeds: int | None = None,
+        members: int = 1,
+        search_seeds: int = 1,
+    ):
+        """`seeds`: a designed study, its oat design at that many seeds; `members`: `--fuse`;
+        `search_seeds`: a search's seeds per configuration (`search run --seeds K`)."""
+        self.splits, self.messages, self.members = splits, [], members
         self.config = StudyConfig(
             space_source=space.source,
             trials=trials,
@@ -71,10 +86,12 @@ class Search:
             data_dir=None,
             epochs=None,
             weights_dir=str(tmp_path / "weights"),
-            seeds=seeds,
+            design="oat" if seeds else None,
+            seeds=seeds or search_seeds,
         )
+        queue = ablate.oat(space).queue(space, range(seeds)) if seeds else None
         storage = optuna.storages.InMemoryStorage()
-        self.study = studies.create_or_load(storage, "s", space, self.config)
+        self.study = studies.create_or_load(storage, "s", space, self.config, queue=queue)
         self.searcher = self.new_searcher()
 
     def new_searcher(self) -> StudySearcher:
@@ -87,11 +104,20 @@ class Search:
             splits.image_shape,
             splits.num_classes,
             display.Lines(self.study, self.config, write=self.messages.append),
+            self.members,
         )
 
-    def train(self, trial_id: str, proposal: dict) -> None:
-        outcome = train_trial(proposal, self.config, self.splits, "s", "cpu", 1)
-        self.searcher.on_trial_complete(trial_id, outcome)
+    def suggest(self, trial_id: str) -> dict:
+        """The searcher's proposal of one trial (unfused: a group of one), as its member."""
+        (member,) = self.searcher.suggest(trial_id)[MEMBERS_KEY]
+        return member
+
+    def train(self, trial_id: str, member: dict) -> None:
+        self.train_group(trial_id, [member])
+
+    def train_group(self, trial_id: str, members: list[dict]) -> None:
+        outcomes = train_trials(members, self.config, self.splits, "s", "cpu", 1)
+        self.searcher.on_trial_complete(trial_id, {OUTCOMES_KEY: outcomes})
 
     def drive(self) -> None:
         """What Tune does with one trial at a time: ask, train, report, until FINISHED."""
@@ -100,7 +126,7 @@ class Search:
             if proposal == Searcher.FINISHED:
                 return
             assert proposal is not None, "nothing running, yet the searcher asks to wait"
-            self.train(f"t{n}", proposal)
+            self.train_group(f"t{n}", proposal[MEMBERS_KEY])
         pytest.fail("the search did not end")
 
     def trained(self) -> list[optuna.trial.FrozenTrial]:
@@ -169,10 +195,10 @@ def test_a_target_beyond_the_space_stops_when_it_is_exhausted_and_says_so(
 
 def test_a_proposal_equal_to_a_running_trial_is_not_trained(tmp_path: Path, splits: Splits) -> None:
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=8)
-    first = search.searcher.suggest("a")  # the baseline, now running
+    first = search.suggest("a")  # the baseline, now running
     params = {k: v for k, v in first.items() if k not in (TRIAL_KEY, SEED_KEY)}
     search.study.enqueue_trial(params)  # the sampler proposes it again
-    second = search.searcher.suggest("b")
+    second = search.suggest("b")
     running_dup = search.study.trials[1]
     assert running_dup.state == TrialState.FAIL
     assert running_dup.user_attrs["failure"] == ledger.DUPLICATE
@@ -187,10 +213,10 @@ def test_another_seed_is_another_configuration(tmp_path: Path, splits: Splits) -
     """A designed study's seed travels to the trainer, and the same parameters at another
     seed are trained, not reused."""
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=3)
-    search.train("a", search.searcher.suggest("a"))
+    search.train("a", search.suggest("a"))
     params = search.study.trials[0].params
     search.study.enqueue_trial(params, user_attrs={"seed": 7})
-    proposal = search.searcher.suggest("b")
+    proposal = search.suggest("b")
     assert proposal[SEED_KEY] == 7 and search.study.trials[1].state == TrialState.RUNNING
     search.train("b", proposal)
     seeded = search.study.trials[1]
@@ -229,8 +255,8 @@ def test_a_search_nothing_fits_stops_saying_what_fits_the_policy(
 
 def test_interrupted_trials_are_queued_again_baseline_first(tmp_path: Path, splits: Splits) -> None:
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4)
-    baseline = search.searcher.suggest("a")
-    other = search.searcher.suggest("b")
+    baseline = search.suggest("a")
+    other = search.suggest("b")
     assert search.searcher.interrupted() == 2  # Ctrl-C while both ran
     assert ledger.requeue_interrupted(search.study) == 2
     assert ledger.requeue_interrupted(search.study) == 0  # each is queued once
@@ -257,11 +283,11 @@ def test_a_dead_drivers_trial_is_trained_again_before_anything_new(
     not only by the heartbeat thread later: the study reaches its target with that
     configuration re-run, never with a new proposal in its place and the re-run left queued."""
     search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=2)
-    dead = search.searcher.suggest("elsewhere")
+    dead = search.suggest("elsewhere")
     search.searcher.live.clear()  # it belonged to another driver, which then died
     trial_id = search.study.trials[dead[TRIAL_KEY]]._trial_id
     search.study._storage.set_trial_user_attr(trial_id, ledger.HEARTBEAT, time.time() - 10_000)
-    rerun = search.searcher.suggest("here")
+    rerun = search.suggest("here")
     assert rerun[TRIAL_KEY] == 1 and search.study.trials[1].user_attrs["rerun_of"] == 0
     assert search.study.trials[0].user_attrs["failure"] == ledger.INTERRUPTED
     assert {k: rerun[k] for k in dead if k != TRIAL_KEY} == {
@@ -314,7 +340,9 @@ def test_with_k_seeds_every_configuration_trains_each_seed_once_side_by_side(
     """`--seeds 3`: the sampler proposes at the study's seed and the other two seeds of that
     configuration are queued at once, before it proposes again; a proposal of a trained
     configuration is a duplicate of its first seed, not a fourth seed."""
-    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=9, seeds=3)
+    search = Search(
+        tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=9, search_seeds=3
+    )
     search.drive()
     trained = search.trained()
     assert len(trained) == 9 and len(set(keys(trained))) == 9
@@ -335,7 +363,9 @@ def test_with_k_seeds_every_configuration_trains_each_seed_once_side_by_side(
 def test_an_interrupted_seed_is_trained_again_and_no_seed_twice(
     tmp_path: Path, splits: Splits
 ) -> None:
-    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4, seeds=2)
+    search = Search(
+        tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4, search_seeds=2
+    )
     first = search.searcher.suggest("a")  # the baseline at seed 0
     second = search.searcher.suggest("b")  # its seed 1, queued before anything new
     assert (first[SEED_KEY], second[SEED_KEY]) == (0, 1)
@@ -348,3 +378,118 @@ def test_an_interrupted_seed_is_trained_again_and_no_seed_twice(
     assert len(trained) == 4 and len(set(keys(trained))) == 4
     assert sorted(t.user_attrs["seed"] for t in trained) == [0, 0, 1, 1]
     assert search.study.trials[2].user_attrs["rerun_of"] == 1
+
+
+# -- fused groups (`--fuse`) ---------------------------------------------------------------
+
+
+def groups(study: optuna.Study) -> dict[int, list[int]]:
+    """The study's fused groups: each one's name (its lowest trial number) -> its members."""
+    found: dict[int, list[int]] = {}
+    for trial in study.trials:
+        if ledger.GROUP in trial.user_attrs:
+            found.setdefault(trial.user_attrs[ledger.GROUP], []).append(trial.number)
+    return found
+
+
+# What a trial measures afresh in any run (time, and float32 sums added in another order by
+# fused kernels), and what marks a fused one: not part of what a trial IS.
+RUN_TO_RUN = {
+    export.STARTED,
+    export.FINISHED,
+    "accuracy",
+    "final_loss",
+    "latency_ms",
+    "latency_iqr_ms",
+    "train_seconds",
+    "images_per_second",
+    "pareto",
+    "group",
+}
+
+
+def test_queued_trials_of_one_network_train_as_groups_and_export_as_trials_alone(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """`--fuse 3` on an oat design at 3 seeds (baseline, +gap, +se, +label_smoothing; gap
+    and se change the network): each group holds queued trials of one group key in queue
+    order, whole seeds first, at most 3. Every member is its own trial, with its own seed,
+    and the export holds the rows the same design trained unfused holds, plus `group`."""
+    space = space_file(tmp_path, THREE_SWITCHES)
+    fused = Search(tmp_path / "fused", space, splits, trials=12, seeds=3, members=3)
+    fused.drive()
+    alone = Search(tmp_path / "alone", space, splits, trials=12, seeds=3)
+    alone.drive()
+    assert groups(fused.study) == {0: [0, 3, 4], 1: [1, 5, 9], 2: [2, 6, 10], 7: [7, 8, 11]}
+    assert not groups(alone.study)
+    assert any("trials 0, 3, 4: one group" in m for m in fused.messages)
+    for search in (fused, alone):
+        assert len(search.trained()) == 12 and len(set(keys(search.trained()))) == 12
+    fused_rows, alone_rows = (
+        export.rows(s.study, s.config, only_pareto=False) for s in (fused, alone)
+    )
+    for got, want in zip(fused_rows, alone_rows, strict=True):
+        assert list(got) == list(want)
+        assert {k: v for k, v in got.items() if k not in RUN_TO_RUN} == {
+            k: v for k, v in want.items() if k not in RUN_TO_RUN
+        }
+        assert got["group"] == fused.study.trials[got["number"]].user_attrs[ledger.GROUP]
+        assert want["group"] is None
+        assert abs(got["accuracy"] - want["accuracy"]) < 0.05
+
+
+def test_a_member_that_diverges_fails_alone_and_its_group_trains_on(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, 12, seeds=3, members=3)
+    members = search.searcher.suggest("g")[MEMBERS_KEY]
+    assert [m[TRIAL_KEY] for m in members] == [0, 3, 4]
+    planted = []
+
+    def plant_nan(module: torch.nn.Module, args: object) -> None:
+        """NaN weights in member 1's stem, at the group's first training step."""
+        if isinstance(module, FusedConv2d) and module.training and not planted:
+            with torch.no_grad():
+                module.convs[1].weight.fill_(float("nan"))
+            planted.append(module)
+
+    handle = register_module_forward_pre_hook(plant_nan)
+    try:
+        search.train_group("g", members)
+    finally:
+        handle.remove()
+    first, diverged, third = (search.study.trials[n] for n in (0, 3, 4))
+    assert diverged.state == TrialState.FAIL
+    assert diverged.user_attrs["failure"] == ledger.DIVERGED
+    assert "epoch 1" in diverged.user_attrs["reason"]
+    assert first.state == third.state == TrialState.COMPLETE
+    assert ledger.progress(search.study) == (3, 0)  # a diverged trial counts, as alone
+
+
+def test_a_group_interrupted_after_an_epoch_resumes_every_member_from_it(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """The driver dies at the group's first epoch report, when every member's checkpoint of
+    that epoch is written: each member is recorded interrupted and queued again, and its
+    re-run trains on from that epoch."""
+    space = space_file(tmp_path, THREE_SWITCHES.replace("epochs: 1", "epochs: 2"))
+    search = Search(tmp_path, space, splits, trials=12, seeds=3, members=3)
+    members = search.searcher.suggest("g")[MEMBERS_KEY]
+
+    def killed(member: int, epoch: int, accuracy: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_trials(members, search.config, splits, "s", "cpu", 1, killed)
+    assert search.searcher.interrupted() == 3
+    assert ledger.requeue_interrupted(search.study) == 3
+    search.searcher = search.new_searcher()
+    search.drive()
+    reruns = {
+        t.user_attrs["rerun_of"]: t for t in search.study.trials if "rerun_of" in t.user_attrs
+    }
+    assert sorted(reruns) == [0, 3, 4]
+    for rerun in reruns.values():
+        assert rerun.state == TrialState.COMPLETE and rerun.user_attrs["resumed_from_epoch"] == 1
+    assert len({t.user_attrs[ledger.GROUP] for t in reruns.values()}) == 1  # one group again
+    assert len(search.trained()) == 12 and len(set(keys(search.trained()))) == 12

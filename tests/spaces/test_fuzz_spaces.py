@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from spaces import SpaceError, check_budget, loads, preset_names, resolve
 from trainer.data import DataError, load_dataset
 from trainer.spec import TrainSpec
-from trainer.techniques import REGISTRY
+from trainer.techniques import REGISTRY, build
 
 EXAMPLES = 1200
 PRESETS = {name: yaml.safe_load(resolve(name).read_text()) for name in preset_names()}
@@ -111,6 +111,8 @@ USABLE: dict[str, list[Any]] = {
     "weight_decay": [{"low": 1e-5, "high": 1e-3, "log": True}, [0, 5e-4]],
     "nesterov": [[False, True]],
     "schedule": [["constant", "cosine"]],
+    "warmup_fraction": [{"low": 0.0, "high": 0.2}, [0.0, 0.1], 0.05],
+    "no_wd_bn_bias": [[False, True], True],
     "crop_padding": [[0, 2], {"low": 0, "high": 4}],
     "flip": [[True, False]],
     "stage_ratio": [{"low": 1.0, "high": 2.0}, [0.5, 1.5], 1.25],
@@ -204,6 +206,20 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
             later = [{k: v for k, v in s.items() if k != "channels"} for s in later]
             doc = set_at(doc, ("model", "stages"), [first, *later])
         return document(doc)
+    if kind == "flip":  # flip TTA needs mirrors to keep labels: data.flip_invariant says so
+        invariant = draw(st.one_of(st.booleans(), SCALARS))
+        doc = set_at(doc, ("data", "flip_invariant"), invariant)
+        value = draw(st.one_of(st.sampled_from(["on", "search", "off", Raw("on")]), SCALARS))
+        return document(set_at(doc, ("techniques", "tta_flip"), value))
+    if kind == "averager":  # ema and swa: one averager, ema's decay among its choices
+        for name in ("ema", "swa"):
+            switch = draw(st.sampled_from(["on", "search", "off", None]))
+            if name == "ema" and draw(st.booleans()):
+                decay = draw(st.one_of(st.sampled_from([0.99, 0.9999, [0.999, 0.99]]), NUMBERS))
+                switch = {"enabled": switch or "search", "decay": decay}
+            if switch is not None:
+                doc = set_at(doc, ("techniques", name), switch)
+        return document(doc)
     if kind == "stages":
         stage = draw(
             st.one_of(st.just({"channels": 8}), SCALARS, st.dictionaries(SCALARS, SCALARS))
@@ -238,7 +254,7 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
 
 CLASSES = ["encoding", "unhashable", "tag", "nesting", "resize", "dataset", "alias", "size"]
 CLASSES += ["number", "budget", "name", "duplicate", "log", "stages", "structure", "bytes"]
-CLASSES += ["recipe"]
+CLASSES += ["recipe", "flip", "averager"]
 DIGITS_SHAPE = ((1, 8, 8), 10)
 
 
@@ -254,6 +270,14 @@ def use(space: Any, kind: str, data_dir: Path) -> None:
         check_budget(space, *DIGITS_SHAPE)
     if kind == "dataset":
         load_dataset(space.data.dataset, data_dir)
+    if "tta_flip" in spec.techniques:
+        assert space.data.flip_invariant
+    if kind == "averager":  # a trial drawing both is refused by their rule, nothing else
+        try:
+            build(spec.techniques)
+        except ValueError as err:
+            assert {"ema", "swa"} <= set(spec.techniques), err
+            assert "ema and swa may not both be on" in str(err)
 
 
 def outcome(data: bytes, kind: str, data_dir: Path) -> str:

@@ -13,9 +13,13 @@ import yaml
 from search import ablate
 from search.study import StudyConfig
 from spaces import SpaceError, load, parse, preset_names
+from trainer.budget import resolve_arch
 from trainer.techniques import REGISTRY
 
 QUICKSTART = load("quickstart").source
+# The paper's ten techniques, which the study presets declare (versioned: they stay as they are).
+PAPER_TEN = {"depthwise", "gap", "blurpool", "se", "cutout", "mixup", "label_smoothing", "sam"}
+PAPER_TEN |= {"one_cycle", "swa"}
 
 
 def edited(**changes: object) -> dict:
@@ -39,7 +43,7 @@ def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
         space = load(name)
         assert space.description
     for name in ("mnist_budget_1_5k", "cifar_budget_140k"):
-        assert set(load(name).techniques) == set(REGISTRY)
+        assert set(load(name).techniques) == PAPER_TEN
     assert load("mnist_budget_1_5k").budgets == (1500,)
     assert load("cifar_budget_140k").budgets == (140_000,)
 
@@ -82,6 +86,22 @@ def test_the_space_files_results_name_still_load_with_their_design(path: Path) -
         ({"protocol__expected__accuracy": 98.5}, "protocol.expected.accuracy = 98.5"),
         ({"protocol__expected__epochs": None}, "missing key 'protocol.expected.epochs'"),
         ({"protocol__expected__seed": 1}, "unknown key(s) 'seed' in protocol.expected"),
+        ({"train__warmup_fraction": 0.6}, "train.warmup_fraction = 0.6: expected a value in"),
+        ({"train__no_wd_bn_bias": "yes"}, "train.no_wd_bn_bias = 'yes': expected bool"),
+        ({"data__flip_invariant": "yes"}, "data.flip_invariant = 'yes': expected bool"),
+        (
+            {"techniques__tta_flip": "search"},
+            "techniques.tta_flip = 'search': expected off unless data.flip_invariant is true",
+        ),
+        ({"techniques__ema": {"decay": 0.9}}, "decay = 0.9: expected one of 0.99, 0.995"),
+        (
+            {"techniques__ema": "on", "techniques__swa": "on"},
+            "contradictory declarations: ema and swa may not both be on",
+        ),
+        (
+            {"techniques__one_cycle": "on", "train__warmup_fraction": 0.1},
+            "train.warmup_fraction = 0.1: expected no declaration while techniques.one_cycle is on",
+        ),
     ],
 )
 def test_bad_declarations_name_the_key_and_what_is_accepted(changes: dict, message: str) -> None:
@@ -122,7 +142,7 @@ def test_suggest_asks_hyperparameters_only_for_enabled_techniques() -> None:
     for _ in range(20):
         trial = study.ask()
         spec = space.suggest(trial)
-        for name in REGISTRY:
+        for name in space.techniques:
             on = trial.params[f"{name}.enabled"]
             assert (name in spec.techniques) == on
             asked = {k for k in trial.params if k.startswith(f"{name}.") and k != f"{name}.enabled"}
@@ -147,8 +167,9 @@ def test_baseline_params_replay_to_the_baseline() -> None:
     assert columns["budget.params"] == 1500
     assert columns["train.lr"] == 0.05 and columns["model.stages"] == "4-8-12-16"
     recipe = {f"train.{f}" for f in vars(spec.train)} | {"model.stages"}
-    assert set(columns) == {"budget.params"} | recipe | {f"{n}.enabled" for n in REGISTRY} | {
-        f"{n}.{h.name}" for n, cls in REGISTRY.items() for h in cls.hypers
+    declared = {n: REGISTRY[n] for n in space.techniques}  # every technique it declares
+    assert set(columns) == {"budget.params"} | recipe | {f"{n}.enabled" for n in declared} | {
+        f"{n}.{h.name}" for n, cls in declared.items() for h in cls.hypers
     }
 
 
@@ -230,3 +251,48 @@ def test_a_study_stored_before_the_objectives_advice_still_reads() -> None:
         space_source=old, trials=1, seed=0, data_dir=None, epochs=2, weights_dir="w"
     )
     assert config.space().objectives == ("accuracy", "params", "latency_ms")
+
+
+def test_flip_tta_is_declared_where_the_space_says_mirrors_keep_labels() -> None:
+    space = parse(edited(data__flip_invariant=True, techniques__tta_flip="search"), "my.yaml")
+    assert space.data.flip_invariant and space.techniques["tta_flip"].switch == "search"
+    assert not load("quickstart").data.flip_invariant  # digits: undeclared means no
+    parse(edited(techniques__tta_flip="off"), "my.yaml")  # off needs nothing
+
+
+def test_the_new_recipe_fields_are_searched_and_replayed() -> None:
+    space = parse(
+        edited(
+            train__warmup_fraction={"low": 0.0, "high": 0.2},
+            train__no_wd_bn_bias=[False, True],
+            techniques__one_cycle="search",
+        ),
+        "my.yaml",
+    )
+    assert space.train.warmup_fraction == 0.1 and space.train.no_wd_bn_bias is False
+    study = optuna.create_study(directions=space.directions)
+    seen = set()
+    for _ in range(10):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        seen.add(spec.train.no_wd_bn_bias)
+        assert 0.0 <= spec.train.warmup_fraction <= 0.2
+        assert space.replay(trial.params) == spec
+    assert seen == {False, True}
+    defaults = parse(QUICKSTART, "q.yaml").train
+    assert (defaults.warmup_fraction, defaults.no_wd_bn_bias) == (0.0, False)  # off unless declared
+
+
+def test_a_searched_ema_and_swa_drawn_together_are_refused_by_their_rule() -> None:
+    """One averager: a space may search both, a trial drawing both is rejected untrained
+    (the runner records why), and a designed combination leaves out ema."""
+    space = parse(
+        edited(techniques__ema="search", techniques__swa="search", search__baseline=[]),
+        "my.yaml",
+    )
+    both = space.replay(space.default_params(["ema", "swa"]))
+    assert {"ema", "swa"} <= set(both.techniques)
+    with pytest.raises(ValueError, match="ema and swa may not both be on"):
+        resolve_arch(both, (1, 8, 8), 10)
+    full = ablate.make(space, "loo").combination
+    assert full is not None and "swa" in full.techniques and "ema" in full.dropped

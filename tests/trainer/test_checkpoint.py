@@ -5,6 +5,7 @@ and through the real runner, a trial whose driver is killed mid-trial resumes in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from optuna.trial import TrialState
 
 from search import export, ledger
 from search import study as studies
+from trainer.checkpoint import fingerprint
 from trainer.data import Splits, load_dataset, make_splits
 from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
 from trainer.train import Result, train
@@ -40,6 +42,7 @@ RECIPES = {
     "swa+mixup": {**SWA, "mixup": {"alpha": 0.4}},  # mixup draws from the generator too
     "one_cycle": {"one_cycle": {}},
     "one_cycle+swa": {"one_cycle": {}, **SWA},  # momentum reset at the averaging hand-off
+    "ema+tta_flip": {"ema": {"decay": 0.99, "warmup": True}, "tta_flip": {}},  # its count too
 }
 
 
@@ -97,6 +100,7 @@ def assert_identical(resumed: Result, reference: Result) -> None:
         ("swa+mixup", 3),  # inside averaging: the averaged model and its count come back
         ("one_cycle", 2),
         ("one_cycle+swa", 3),
+        ("ema+tta_flip", 2),  # the average and its update count come back
     ],
 )
 def test_a_resumed_trial_is_bit_for_bit_the_uninterrupted_one(
@@ -178,6 +182,33 @@ def test_a_checkpoint_holding_code_is_never_loaded(
     ignored(checkpoint, TINY, caplog, "unreadable")
 
 
+def test_a_resumed_ema_recipe_with_warm_up_and_no_decay_on_norms(tmp_path: Path) -> None:
+    spec = replace(
+        spec_of("ema+tta_flip"),
+        train=replace(TINY.train, warmup_fraction=0.25, no_wd_bn_bias=True),
+    )
+    checkpoint = tmp_path / "trial.pt"
+    with pytest.raises(Interrupted):
+        run(spec, checkpoint, stop_after=1)  # as the warm-up ends: its 8 steps of 32
+    saved = torch.load(checkpoint, weights_only=True)
+    assert sorted(saved["techniques"]["ema"]) == ["averaged", "updates"]
+    assert saved["techniques"]["ema"]["updates"] == 8
+    assert_identical(run(spec, checkpoint), run(spec))
+
+
+def test_fingerprints_of_trials_without_the_new_recipe_fields_are_as_before() -> None:
+    """A checkpoint written before `warmup_fraction` and `no_wd_bn_bias` existed still
+    resumes: at their defaults they are not part of the fingerprint (this digest is the
+    one the code before them computed for this trial)."""
+    spec = replace(TINY, techniques=SWA)
+    written = fingerprint(spec, steps_per_epoch=8, batch_size=64, device="cpu")
+    digest = "f7173f18e0ec7daaed0af82984f88e9e83f1b1868fef3396a2309775b635d379"
+    assert hashlib.sha256(written.encode()).hexdigest() == digest
+    for changed in ({"warmup_fraction": 0.1}, {"no_wd_bn_bias": True}):
+        other = replace(spec, train=replace(spec.train, **changed))
+        assert fingerprint(other, steps_per_epoch=8, batch_size=64, device="cpu") != written
+
+
 @pytest.mark.parametrize(
     "other",
     [
@@ -185,8 +216,9 @@ def test_a_checkpoint_holding_code_is_never_loaded(
         replace(TINY, train=replace(TINY.train, lr=0.02)),
         replace(TINY, seed=4),
         replace(TINY, techniques=SWA),
+        replace(TINY, train=replace(TINY.train, warmup_fraction=0.25)),
     ],
-    ids=["epochs", "lr", "seed", "techniques"],
+    ids=["epochs", "lr", "seed", "techniques", "warm-up"],
 )
 def test_a_checkpoint_of_another_spec_is_ignored_with_its_reason(
     other: TrialSpec, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -24,15 +24,17 @@ from torch.optim.optimizer import (
 import spaces
 import trainer.train
 from trainer.budget import resolve_arch
-from trainer.data import Splits, load_dataset, make_splits
+from trainer.data import DeviceData, Splits, load_dataset, make_splits
 from trainer.models.blurpool import BlurPool2d
 from trainer.models.net import ConvBNAct, Net
 from trainer.models.separable import SeparableConv2d
 from trainer.models.squeeze_excite import SqueezeExcite
 from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
 from trainer.techniques import REGISTRY
+from trainer.techniques.ema import ema_decay
 from trainer.techniques.swa import SWA
-from trainer.train import Result, soft_cross_entropy, train
+from trainer.techniques.tta_flip import FlipTTA
+from trainer.train import Result, sgd, soft_cross_entropy, train
 
 # -- every technique has its specific effect in a short run ----------------------------
 
@@ -47,7 +49,11 @@ TINY = TrialSpec(
 )
 STEPS = 16  # 2 epochs of 8 steps
 # Hyperparameters that make the effect visible on 8x8 images.
-PARAMS: dict[str, dict] = {"cutout": {"size": 3}, "label_smoothing": {"eps": 0.2}}
+PARAMS: dict[str, dict] = {
+    "cutout": {"size": 3},
+    "label_smoothing": {"eps": 0.2},
+    "ema": {"decay": 0.99},
+}
 
 
 @cache
@@ -189,6 +195,38 @@ def swa_effect(on: Trace, off: Trace) -> None:
     assert [lr for lr, _ in on.steps][8:] != [lr for lr, _ in off.steps][8:]  # SWALR owns them
 
 
+def trains_as_without(on: Trace, off: Trace) -> None:
+    """`on` trained exactly as `off`: the same batches, schedule and losses."""
+    assert len(on.inputs) == len(off.inputs) == STEPS
+    assert all(torch.equal(a, b) for a, b in zip(on.inputs, off.inputs, strict=True))
+    assert on.steps == off.steps
+    assert on.result.final_loss == off.result.final_loss
+
+
+def ema_effect(on: Trace, off: Trace) -> None:
+    trains_as_without(on, off)  # it only watches the weights
+    got, live = on.result.model.state_dict(), off.result.model.state_dict()
+    assert not torch.equal(got["features.0.0.weight"], live["features.0.0.weight"])  # averaged
+    assert got["features.0.1.num_batches_tracked"].item() == STEPS  # copied, not re-estimated
+    # Formula and what is measured: test_ema_average_is_evaluated_timed_counted_and_returned.
+
+
+def tta_flip_effect(on: Trace, off: Trace) -> None:
+    trains_as_without(on, off)  # it only changes how the trained net predicts
+    assert on.result.params == off.result.params
+    assert on.result.flops == 2 * off.result.flops  # the deployed net runs both views
+    # The validation accuracy is that of the mean logits of each image and its mirror.
+    splits = digits_splits()
+    val = DeviceData(splits.x_val, splits.y_val, splits.mean, splits.std)
+    net = on.result.model.eval()
+    with torch.inference_mode():
+        correct = sum(
+            int(((net(x) + net(x.flip(-1))).argmax(1) == y).sum()) for x, y in val.batches(1024)
+        )
+    assert on.result.accuracy == pytest.approx(correct / len(val), abs=1.01 / len(val))
+    assert on.result.accuracy != off.result.accuracy
+
+
 EFFECTS = {
     "depthwise": depthwise_effect,
     "gap": gap_effect,
@@ -200,6 +238,8 @@ EFFECTS = {
     "sam": sam_effect,
     "one_cycle": one_cycle_effect,
     "swa": swa_effect,
+    "ema": ema_effect,
+    "tta_flip": tta_flip_effect,
 }
 
 
@@ -211,9 +251,8 @@ def test_technique_has_its_specific_effect_in_a_run(name: str) -> None:
     EFFECTS[name](on, tiny_run(None))
 
 
-def test_swa_averaged_model_is_evaluated_timed_counted_and_returned(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def spy_on_measurements(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.nn.Module]:
+    """The model each of `evaluate`, `measure_latency`, `count_params`, `count_flops` last saw."""
     used: dict[str, torch.nn.Module] = {}
     for name in ("evaluate", "measure_latency", "count_params", "count_flops"):
         original = getattr(trainer.train, name)
@@ -223,6 +262,13 @@ def test_swa_averaged_model_is_evaluated_timed_counted_and_returned(
             return _original(model, *args, **kwargs)
 
         monkeypatch.setattr(trainer.train, name, spy)
+    return used
+
+
+def test_swa_averaged_model_is_evaluated_timed_counted_and_returned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    used = spy_on_measurements(monkeypatch)
     snapshots: list[list[torch.Tensor]] = []
     after_epoch = SWA.after_epoch
 
@@ -241,6 +287,57 @@ def test_swa_averaged_model_is_evaluated_timed_counted_and_returned(
         torch.testing.assert_close(p.detach(), (snapshots[0][i] + snapshots[1][i]) / 2)
     # BatchNorm statistics recomputed over the 8 clean batches, not carried from 32 steps.
     assert result.model.features[0][1].num_batches_tracked.item() == 8
+
+
+def test_ema_average_is_evaluated_timed_counted_and_returned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The returned model is the recursion over the state after every optimiser step."""
+    used = spy_on_measurements(monkeypatch)
+    model_states: list[dict[str, torch.Tensor]] = []
+
+    def after(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        model_states.append({k: v.clone() for k, v in trained.state_dict().items()})
+
+    def remember(module: torch.nn.Module, args: tuple) -> None:
+        nonlocal trained
+        if isinstance(module, Net) and module.training:
+            trained = module
+
+    trained: torch.nn.Module | None = None
+    handles = [register_optimizer_step_post_hook(after), register_module_forward_pre_hook(remember)]
+    try:
+        spec = replace(TINY, techniques={"ema": {"decay": 0.99, "warmup": True}})
+        result = train(spec, digits_splits(), threads=2, latency_runs=2)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    assert len(model_states) == STEPS
+    assert set(used) == {"evaluate", "measure_latency", "count_params", "count_flops"}
+    assert all(model is result.model for model in used.values())  # and the runner saves it
+    want = model_states[0]
+    for n, state in enumerate(model_states[1:], start=2):
+        d = ema_decay(0.99, n, True)
+        want = {
+            k: d * want[k] + (1 - d) * v if v.is_floating_point() else v for k, v in state.items()
+        }
+    for key, value in result.model.state_dict().items():
+        torch.testing.assert_close(value, want[key], msg=key)
+
+
+def test_tta_flip_is_what_is_evaluated_timed_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    used = spy_on_measurements(monkeypatch)
+    seen: list[float] = []
+    spec = replace(TINY, techniques={"tta_flip": {}, "ema": {}})
+    result = train(
+        spec, digits_splits(), threads=2, latency_runs=2, on_epoch=lambda e, a: seen.append(a)
+    )
+    assert set(used) == {"evaluate", "measure_latency", "count_params", "count_flops"}
+    for model in used.values():  # the average (ema), deployed with its mirror
+        assert isinstance(model, FlipTTA) and model.net is result.model
+    assert isinstance(result.model, Net)  # the weights saved are the network's own
+    assert len(seen) == 2  # every epoch is validated as deployed too (the live net, mirrored)
 
 
 def test_sam_restores_the_weights_before_every_base_step() -> None:
@@ -317,6 +414,68 @@ def test_one_cycle_spans_exactly_the_steps_before_averaging(swa: bool) -> None:
         # SWA owns the rest, and momentum is the trial's again.
         assert [m for _, m in steps[main:]] == [0.9] * 16
         assert [lr for lr, _ in steps[main + 2 :]] == pytest.approx([0.01] * 14)
+
+
+def test_warm_up_rises_to_lr_then_the_base_schedule_runs_over_the_rest() -> None:
+    # 16 steps, warm-up 0.25 of them: 4 steps at 0.05 * (t + 1) / 5, then 12 of cosine.
+    lrs = [lr for lr, _ in recipe_run(2, {}, warmup_fraction=0.25)]
+    assert lrs == pytest.approx([0.05 * (t + 1) / 5 for t in range(4)] + cosine(0.05, 12))
+    lrs = [lr for lr, _ in recipe_run(2, {}, warmup_fraction=0.25, schedule="constant")]
+    assert lrs == pytest.approx([0.01, 0.02, 0.03, 0.04] + [0.05] * 12)
+
+
+def test_with_swa_the_warm_up_belongs_to_the_steps_before_averaging() -> None:
+    steps = recipe_run(4, {"swa": {"start": 0.5, "lr": 0.01}}, warmup_fraction=0.25)
+    lrs = [lr for lr, _ in steps]
+    assert lrs[:16] == pytest.approx([0.05 * (t + 1) / 5 for t in range(4)] + cosine(0.05, 12))
+    assert lrs[18:] == pytest.approx([0.01] * 14)
+
+
+def test_one_cycle_ignores_the_warm_up_of_the_base_schedule_it_replaces() -> None:
+    one_cycle = {"one_cycle": {"max_lr": 0.2}}
+    assert recipe_run(2, one_cycle, warmup_fraction=0.25) == recipe_run(2, one_cycle)
+
+
+def test_no_wd_bn_bias_decays_only_conv_and_linear_weights() -> None:
+    model = Net(TINY.arch, (1, 8, 8), 10)
+    names = {id(p): n for n, p in model.named_parameters()}
+    plain = sgd(model, TINY.train)
+    assert len(plain.param_groups) == 1  # off: the optimiser as it always was
+    assert plain.param_groups[0]["weight_decay"] == 5e-4
+    split = sgd(model, replace(TINY.train, no_wd_bn_bias=True))
+    decayed, free = split.param_groups
+    assert decayed["weight_decay"] == 5e-4 and free["weight_decay"] == 0.0
+    norms = {
+        f"{m}.{n}"
+        for m, module in model.named_modules()
+        if isinstance(module, torch.nn.BatchNorm2d)
+        for n, _ in module.named_parameters()
+    }
+    biases = {n for n, _ in model.named_parameters() if n.endswith(".bias")}
+    assert {names[id(p)] for p in free["params"]} == norms | biases
+    assert {names[id(p)] for p in decayed["params"]} == set(names.values()) - norms - biases
+    # With a zero gradient only weight decay moves a parameter: those without stay put.
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    split.step()
+    for p, old in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, old) == (p.ndim <= 1), names[id(p)]
+
+
+def test_no_wd_bn_bias_is_what_a_run_trains_with() -> None:
+    groups: list[list[float]] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        groups.append([g["weight_decay"] for g in optimizer.param_groups])
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        spec = replace(TINY, train=replace(TINY.train, no_wd_bn_bias=True))
+        train(spec, digits_splits(), threads=2, latency_runs=2)
+    finally:
+        handle.remove()
+    assert groups == [[5e-4, 0.0]] * STEPS
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ TINY = TrialSpec(
     budget=None,
 )
 # Values that make each technique act on 8x8 images within two epochs.
-PARAMS: dict[str, dict] = {"cutout": {"size": 3}, "swa": {"start": 0.5}}
+PARAMS: dict[str, dict] = {"cutout": {"size": 3}, "swa": {"start": 0.5}, "ema": {"decay": 0.99}}
 SEEDS = (0, 1, 2)
 
 
@@ -133,11 +133,19 @@ MIXED = [
     ),
     spec(2, {"one_cycle": {}, "cutout": {"size": 3}, "swa": {"start": 0.5}}, weight_decay=1e-3),
     spec(3, {"swa": {"start": 0.5, "lr": 0.05}, "mixup": {}}, lr=0.02, crop_padding=0),
+    spec(4, {"ema": {"warmup": True}, "tta_flip": {}}, warmup_fraction=0.2, no_wd_bn_bias=True),
+    spec(
+        5,
+        {"ema": {"decay": 0.995}, "cutout": {"size": 3}},
+        schedule="constant",
+        warmup_fraction=0.5,
+    ),
 ]
 SAM_MIXED = [
     spec(0, {"sam": {}}),
     spec(1, {"sam": {"rho": 0.1}, "label_smoothing": {}}, lr=0.1),
     spec(2, {"sam": {"adaptive": True}, "swa": {"start": 0.5}, "one_cycle": {}}),
+    spec(3, {"sam": {}, "ema": {"decay": 0.99}}, no_wd_bn_bias=True),
 ]
 
 
@@ -180,7 +188,7 @@ class Killed(BaseException):
 RESUMED = [
     spec(0, {"swa": {"start": 0.5}, "mixup": {}}, epochs=3),
     spec(1, {"one_cycle": {}, "cutout": {"size": 3}}, epochs=3),
-    spec(2, epochs=3),
+    spec(2, {"ema": {"decay": 0.99, "warmup": True}}, epochs=3, warmup_fraction=0.2),
 ]
 
 

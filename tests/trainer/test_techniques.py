@@ -1,24 +1,34 @@
-"""Registry, hyperparameters and rules; the batch and schedule techniques against their formulas."""
+"""Registry, hyperparameters and rules; the batch, schedule and inference techniques against
+their formulas."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from trainer.measure import count_flops, count_params
+from trainer.schedule import base_factor, warmup_steps
 from trainer.spec import ArchSpec, StageSpec
 from trainer.techniques import REGISTRY, Technique, build, rules
 from trainer.techniques.base import (
+    SLOT_AFTER_STEP,
     SLOT_ARCH,
     SLOT_AVERAGING,
     SLOT_BATCH,
+    SLOT_FINALIZE,
+    SLOT_INFERENCE,
     SLOT_SCHEDULE,
     SLOT_STEP,
+    deployed,
 )
 from trainer.techniques.cutout import Cutout, cutout_batch
 from trainer.techniques.label_smoothing import LabelSmoothing, smooth_labels
 from trainer.techniques.mixup import Mixup, mixup_batch, sample_lambda
 from trainer.techniques.sam import SAM
+from trainer.techniques.tta_flip import FlipTTA
 
 K = 10
 
@@ -34,11 +44,11 @@ def gen(seed: int = 0) -> torch.Generator:
 # -- registry, hyperparameters, rules ---------------------------------------------------
 
 
-def test_registry_holds_the_ten_techniques_under_their_names() -> None:
-    assert len(REGISTRY) == 10
+def test_registry_holds_the_twelve_techniques_under_their_names() -> None:
+    assert len(REGISTRY) == 12  # the paper's ten, weight EMA and flip TTA
     for name, cls in REGISTRY.items():
         assert cls.name == name
-        assert cls.kind in ("architecture", "training")
+        assert cls.kind in ("architecture", "training", "inference")
         assert cls.summary and "\n" not in cls.summary
 
 
@@ -49,12 +59,34 @@ def test_defaults_lie_in_their_ranges(cls: type[Technique]) -> None:
     assert cls().params == {h.name: h.default for h in cls.hypers}
 
 
+# The slots each technique fills: one job each, an averager's two slots being one job.
+SLOTS = {
+    "depthwise": {SLOT_ARCH},
+    "gap": {SLOT_ARCH},
+    "blurpool": {SLOT_ARCH},
+    "se": {SLOT_ARCH},
+    "cutout": {SLOT_BATCH},
+    "mixup": {SLOT_BATCH},
+    "label_smoothing": {SLOT_BATCH},
+    "sam": {SLOT_STEP},
+    "one_cycle": {SLOT_SCHEDULE},
+    "swa": {SLOT_AVERAGING, SLOT_FINALIZE},
+    "ema": {SLOT_AFTER_STEP, SLOT_FINALIZE},
+    "tta_flip": {SLOT_INFERENCE},
+}
+KIND_SLOTS = {
+    "architecture": {SLOT_ARCH},
+    "training": {SLOT_BATCH, SLOT_STEP, SLOT_SCHEDULE, SLOT_AVERAGING, SLOT_AFTER_STEP},
+    "inference": {SLOT_INFERENCE},
+}
+
+
 @pytest.mark.parametrize("cls", REGISTRY.values(), ids=REGISTRY.keys())
 def test_each_technique_fills_only_the_slots_of_its_kind(cls: type[Technique]) -> None:
-    slots = (SLOT_ARCH, SLOT_BATCH, SLOT_STEP, SLOT_SCHEDULE, SLOT_AVERAGING)
-    filled = {slot for slot in slots if cls.fills(slot)}
-    assert len(filled) == 1
-    assert (filled == {SLOT_ARCH}) == (cls.kind == "architecture")
+    every = {s for slots in SLOTS.values() for s in slots}
+    filled = {slot for slot in every if cls.fills(slot)}
+    assert filled == SLOTS[cls.name]
+    assert filled - {SLOT_FINALIZE} <= KIND_SLOTS[cls.kind]
 
 
 def test_batch_order_cutout_then_mixup_then_label_smoothing() -> None:
@@ -119,6 +151,18 @@ def test_check_rejects_an_exclusive_pair_only_when_both_are_on() -> None:
         rules.check({"sam", "mixup", "gap"}, exclusive)
     with pytest.raises(ValueError, match="kind"):
         rules.Rule(("sam", "mixup"), "maybe", "", "")  # type: ignore[arg-type]
+
+
+def test_one_averager_ema_and_swa_are_refused_together_by_rule_and_by_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (rule,) = (r for r in rules.RULES if set(r.techniques) == {"ema", "swa"})
+    assert rule.kind == "exclusive"
+    with pytest.raises(ValueError, match="ema and swa may not both be on: Both are averagers"):
+        build({"swa": {}, "ema": {}})
+    monkeypatch.setattr(rules, "check", lambda names: None)  # the slot refuses them too
+    with pytest.raises(ValueError, match="swa and ema both fill the 'finalize' slot"):
+        build({"swa": {}, "ema": {}})
 
 
 def test_build_rejects_two_owners_of_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,3 +330,56 @@ def test_one_cycle_peaks_at_max_lr_and_ends_near_zero() -> None:
     assert lrs[-1] == pytest.approx(max_lr / (25 * 1e4))
     with pytest.raises(ValueError, match="number of total steps is 100"):
         scheduler.step()
+
+
+# -- warm-up of the base schedule --------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_warm_up_rises_linearly_to_lr_then_runs_the_schedule_over_the_rest(schedule: str) -> None:
+    total, warmup = 20, 4
+    factors = [base_factor(schedule, t, total, warmup) for t in range(total + 1)]
+    assert factors[:warmup] == pytest.approx([0.2, 0.4, 0.6, 0.8])  # (t + 1) / (4 + 1)
+    rest = [base_factor(schedule, t, total - warmup, 0) for t in range(total - warmup + 1)]
+    assert factors[warmup:] == rest  # the schedule, shifted, over the 16 steps after it
+    assert factors[warmup] == 1.0
+    if schedule == "cosine":
+        assert factors[-1] == pytest.approx(0.0)
+
+
+def test_without_warm_up_the_cosine_is_the_closed_form_as_before() -> None:
+    total = 16
+    assert [base_factor("cosine", t, total, 0) for t in range(total + 1)] == [
+        0.5 * (1.0 + math.cos(math.pi * min(t, total) / total)) for t in range(total + 1)
+    ]
+
+
+def test_warm_up_steps_are_a_rounded_fraction_of_at_most_half() -> None:
+    assert warmup_steps(0.0, 100) == 0
+    assert warmup_steps(0.05, 90) == 4  # Goyal et al.: 5 of 90 epochs
+    assert warmup_steps(0.5, 3) == 2  # one step of the schedule remains
+    with pytest.raises(ValueError, match=r"warmup_fraction = 0.6: expected a value in \[0, 0.5\]"):
+        warmup_steps(0.6, 10)
+
+
+# -- flip test-time augmentation ---------------------------------------------------------
+
+
+def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, K),
+    ).eval()
+    x = torch.randn(5, 3, 8, 8, generator=gen())
+    (technique,) = build({"tta_flip": {}})
+    served = deployed(net, [technique])
+    assert isinstance(served, FlipTTA) and served.net is net
+    with torch.no_grad():
+        torch.testing.assert_close(served(x), (net(x) + net(x.flip(-1))) / 2)
+        assert not torch.allclose(served(x), net(x))  # a mirror is another image
+    assert count_params(served) == count_params(net)  # no weights of its own
+    assert count_flops(served, (3, 8, 8)) == 2 * count_flops(net, (3, 8, 8))
+    assert deployed(net, build({"ema": {}})) is net  # no inference technique: the net itself

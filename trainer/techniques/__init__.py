@@ -6,10 +6,11 @@ The space, the CLI listing, the export columns and the tests all derive from `RE
 from __future__ import annotations
 
 from trainer.techniques import rules
-from trainer.techniques.base import Hyper, Technique, Value
+from trainer.techniques.base import Hyper, Technique, Value, deployed
 from trainer.techniques.blurpool import BlurPool
 from trainer.techniques.cutout import Cutout
 from trainer.techniques.depthwise import Depthwise
+from trainer.techniques.ema import EMA
 from trainer.techniques.gap import GlobalAvgPool
 from trainer.techniques.label_smoothing import LabelSmoothing
 from trainer.techniques.mixup import Mixup
@@ -17,9 +18,10 @@ from trainer.techniques.one_cycle import OneCycle
 from trainer.techniques.sam import SAM
 from trainer.techniques.squeeze_excite import SqueezeExcitation
 from trainer.techniques.swa import SWA
+from trainer.techniques.tta_flip import TTAFlip
 
-# Architecture first, then batch transforms in batch_order, then step, schedule, averaging:
-# `build` returns techniques in this order.
+# Architecture first, then batch transforms in batch_order, then step, schedule, averaging,
+# inference: `build` returns techniques in this order.
 _TECHNIQUES: tuple[type[Technique], ...] = (
     Depthwise,
     GlobalAvgPool,
@@ -31,6 +33,8 @@ _TECHNIQUES: tuple[type[Technique], ...] = (
     SAM,
     OneCycle,
     SWA,
+    EMA,
+    TTAFlip,
 )
 
 REGISTRY: dict[str, type[Technique]] = {cls.name: cls for cls in _TECHNIQUES}
@@ -56,4 +60,4 @@ def build(techniques: dict[str, dict[str, Value]]) -> list[Technique]:
     return built
 
 
-__all__ = ["REGISTRY", "Hyper", "Technique", "Value", "build"]
+__all__ = ["REGISTRY", "Hyper", "Technique", "Value", "build", "deployed"]

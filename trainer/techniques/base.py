@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from trainer.models.net import Net
 
-Kind = Literal["architecture", "training"]
+# "inference": changes how the trained network predicts, and so what it costs to deploy.
+Kind = Literal["architecture", "training", "inference"]
 
 # The forward and backward pass of one step of a group (trainer/train.py): every member's
 # loss on its own batch at its current weights, summed for one backward pass, so each
@@ -33,7 +34,10 @@ SLOT_ARCH = "configure_arch"
 SLOT_BATCH = "batch"
 SLOT_STEP = "step"
 SLOT_SCHEDULE = "make_scheduler"
-SLOT_AVERAGING = "averaging_start"  # weight averaging, identified by its first slot
+SLOT_AVERAGING = "averaging_start"  # an averaging phase owning the learning rate (SWA)
+SLOT_AFTER_STEP = "after_step"  # per member, after each optimiser step (weight EMA)
+SLOT_FINALIZE = "finalize"  # the model evaluated: the one averager's (SWA, EMA)
+SLOT_INFERENCE = "inference"  # the network as deployed (flip test-time augmentation)
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,12 @@ class Technique:
       - `batch`: training techniques transform a normalised batch and its soft targets.
       - `step`: the one technique owning the optimisation step (SAM) replaces it.
       - `make_scheduler`: the one technique owning the learning rate schedule (one-cycle).
-      - `averaging_start`, `averaging_scheduler`, `after_epoch`, `finalize`: weight
-        averaging (SWA), which owns the learning rate from its first averaging epoch on.
+      - `averaging_start`, `averaging_scheduler`, `after_epoch`: an averaging phase (SWA),
+        which owns the learning rate from its first averaging epoch on.
+      - `after_step`: called per member after each of its optimiser steps (weight EMA).
+      - `finalize`: the one averager (SWA, EMA) returns the model to evaluate and save.
+      - `inference`: wraps the final model as deployed (flip TTA); what is evaluated,
+        timed and counted, while the weights saved are the wrapped model's.
 
     A technique that keeps state across epochs also returns it from `state_dict` and takes
     it back in `load_state_dict`, so that an interrupted trial resumes where it stopped
@@ -142,6 +150,9 @@ class Technique:
     hypers: ClassVar[tuple[Hyper, ...]] = ()
     # Position among batch transforms; lower runs first. See rules.py for why each is where it is.
     batch_order: ClassVar[int] = 0
+    # Whether it feeds the network horizontally flipped images, so is valid only where the
+    # space declares that flips preserve labels (`data.flip_invariant`; not for digits).
+    flips_images: ClassVar[bool] = False
 
     def __init__(self, **params: Value) -> None:
         known = {h.name: h for h in self.hypers}
@@ -211,12 +222,20 @@ class Technique:
     def after_epoch(self, model: nn.Module) -> None:
         """Called at the end of every epoch of the averaging phase."""
 
+    def after_step(self, model: nn.Module) -> None:
+        """Called with the member's network after each of its optimiser steps (one per SAM
+        update), before its scheduler steps."""
+
     def finalize(
         self,
         model: nn.Module,
         clean_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
     ) -> nn.Module:
         """Return the model to evaluate; `clean_batches()` yields un-augmented train batches."""
+        return model
+
+    def inference(self, model: nn.Module) -> nn.Module:
+        """The trained `model` as deployed: a module wrapping it, evaluated and measured."""
         return model
 
     # -- resuming ----------------------------------------------------------------------
@@ -238,3 +257,11 @@ class Technique:
 def owner(techniques: Iterable[Technique], slot: str) -> Technique | None:
     """The technique filling the single-owner `slot`, if any (`build` rejects two owners)."""
     return next((t for t in techniques if t.fills(slot)), None)
+
+
+def deployed(model: nn.Module, techniques: Iterable[Technique]) -> nn.Module:
+    """`model` as it predicts once deployed: wrapped by the inference slot's owner (flip TTA
+    evaluates each image and its mirror), else `model` itself. Accuracy, latency and FLOPs
+    are measured on this; the weights saved are `model`'s."""
+    wrapper = owner(techniques, SLOT_INFERENCE)
+    return wrapper.inference(model) if wrapper else model

@@ -10,13 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from trainer.techniques.base import SLOT_AVERAGING, SLOT_SCHEDULE, SLOT_STEP
+from trainer.techniques.base import (
+    SLOT_AVERAGING,
+    SLOT_FINALIZE,
+    SLOT_INFERENCE,
+    SLOT_SCHEDULE,
+    SLOT_STEP,
+)
 
 RuleKind = Literal["resolution", "exclusive"]
 
 # Loop slots that at most one enabled technique may fill: the optimisation step, the
-# learning rate schedule, and weight averaging.
-ONE_OWNER_SLOTS: tuple[str, ...] = (SLOT_STEP, SLOT_SCHEDULE, SLOT_AVERAGING)
+# learning rate schedule, the averaging phase, the model evaluated, and its deployed form.
+ONE_OWNER_SLOTS: tuple[str, ...] = (
+    SLOT_STEP,
+    SLOT_SCHEDULE,
+    SLOT_AVERAGING,
+    SLOT_FINALIZE,
+    SLOT_INFERENCE,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,41 @@ RULES: tuple[Rule, ...] = (
         "resolution",
         "The averaged model's BatchNorm statistics are recomputed on clean, un-mixed batches.",
         "Test inputs are never mixed; statistics of mixed inputs would not match them.",
+    ),
+    Rule(
+        ("ema", "swa"),
+        "exclusive",
+        "Not both: a space declaring both on is refused, a drawn trial with both is rejected "
+        "untrained, and a designed combination leaves out the later one (ema).",
+        "Both are averagers: each returns its own averaged model as the one evaluated and "
+        "saved, and one averager owns that model.",
+    ),
+    Rule(
+        ("ema", "sam"),
+        "resolution",
+        "The average is updated once per SAM update, after the base optimiser's step, with "
+        "the weights at w (never the perturbed w + e).",
+        "The ascent is undone before the step; the average follows the optimiser's steps.",
+    ),
+    Rule(
+        ("ema", "mixup"),
+        "resolution",
+        "The average's BatchNorm statistics are the average of the trained network's, which "
+        "saw mixed batches as the network without EMA does; none are re-estimated.",
+        "timm's EMA averages the running statistics with the weights and never recomputes them.",
+    ),
+    Rule(
+        ("ema", "tta_flip"),
+        "resolution",
+        "Flip TTA wraps the averaged model: the average is what predicts on both views.",
+        "The averager finalises the model (finalize slot) before it is deployed (inference slot).",
+    ),
+    Rule(
+        ("swa", "tta_flip"),
+        "resolution",
+        "Flip TTA wraps the averaged model, after its BatchNorm statistics are recomputed on "
+        "clean, un-flipped batches.",
+        "The averager finalises the model (finalize slot) before it is deployed (inference slot).",
     ),
     Rule(
         ("blurpool", "depthwise"),
