@@ -360,14 +360,29 @@ def test_with_k_seeds_every_configuration_trains_each_seed_once_side_by_side(
             assert trial.user_attrs["seed"] == 0
 
 
+def test_a_configurations_seeds_train_as_one_fused_group(tmp_path: Path, splits: Splits) -> None:
+    """`--seeds 3 --fuse 3`: the seeds a proposal lacks are queued before its group is
+    formed, so the group is the configuration's three seeds."""
+    space = space_file(tmp_path, THREE_SWITCHES)
+    search = Search(tmp_path, space, splits, trials=6, members=3, search_seeds=3)
+    members = search.searcher.suggest("g")[MEMBERS_KEY]
+    assert [m[SEED_KEY] for m in members] == [0, 1, 2]
+    params = [{k: v for k, v in m.items() if k not in (TRIAL_KEY, SEED_KEY)} for m in members]
+    assert params[0] == params[1] == params[2]
+    search.train_group("g", members)
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 6 and len({t.user_attrs[ledger.GROUP] for t in trained}) == 2
+
+
 def test_an_interrupted_seed_is_trained_again_and_no_seed_twice(
     tmp_path: Path, splits: Splits
 ) -> None:
     search = Search(
         tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4, search_seeds=2
     )
-    first = search.searcher.suggest("a")  # the baseline at seed 0
-    second = search.searcher.suggest("b")  # its seed 1, queued before anything new
+    first = search.suggest("a")  # the baseline at seed 0
+    second = search.suggest("b")  # its seed 1, queued before anything new
     assert (first[SEED_KEY], second[SEED_KEY]) == (0, 1)
     search.train("a", first)
     assert search.searcher.interrupted() == 1  # Ctrl-C while seed 1 trained

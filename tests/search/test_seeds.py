@@ -53,12 +53,13 @@ def test_a_configuration_that_trained_gets_the_seeds_it_lacks(tmp_path: Path) ->
     queued = seeds.missing_seeds(study.trials, settings)
 
     assert [(p, a[ledger.SEED]) for p, a in queued] == [(A, 2), (B, 1), (B, 2)]
-    assert seeds.top_up(study, study.trials, settings) == 3
+    assert seeds.top_up(study, settings) == 3
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs[ledger.SEED] for t in waiting] == [2, 1, 2]
+    assert seeds.top_up(study, settings) == 0  # queued seeds are the configuration's
     # A design queues its own seeds, and one seed needs none.
     for other in (config(tmp_path, seeds=3, design="oat"), config(tmp_path, seeds=1)):
-        assert seeds.top_up(study, study.trials, other) == 0
+        assert seeds.top_up(study, other) == 0
 
 
 def test_the_baseline_keeps_its_identity_in_its_other_seeds(tmp_path: Path) -> None:
