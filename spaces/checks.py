@@ -16,7 +16,7 @@ from spaces.space import Space
 from trainer.budget import BudgetError, resolve_arch
 from trainer.models.net import BuildError
 from trainer.spec import TrialSpec
-from trainer.techniques import REGISTRY
+from trainer.techniques import REGISTRY, rules
 
 
 def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
@@ -28,6 +28,7 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
 
     Which blocks exist depends on each technique alone and on the model, not on pairs of
     techniques, so this covers the space without building every combination (~0.1 s each).
+    A technique that requires another (rules.py) is built with that one on, at its defaults.
     """
     declared = {
         name: choice
@@ -41,11 +42,16 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
         for name, choice in declared.items()
         for values in itertools.product(*(r.grid() for r in choice.hypers.values()))
     ]
-    # Alone first, so a failure names the value that causes it.
-    configs = [always, *({**always, n: p} for n, p in points)]
-    configs += [{**defaults, n: p} for n, p in points]
+    # Alone first, so a failure names the value that causes it; the message names only that
+    # value, so that it stays one short line however many techniques are on beside it.
+    beside = "with the always-on techniques" if always else "alone"
+    configs = [(always, "the always-on techniques", "")]
+    configs += [({**always, n: p}, _named(n, p), beside) for n, p in points]
+    configs += [({**defaults, n: p}, _named(n, p), "with every declared one") for n, p in points]
     seen: set[str] = set()
-    for techniques in configs:
+    for config, what, company in configs:  # the schema saw every requirement declared
+        needed = {r: defaults[r] for n in config for r in rules.requirements(n) if r not in config}
+        techniques = {**needed, **config}
         if repr(techniques) in seen:
             continue
         seen.add(repr(techniques))
@@ -53,15 +59,14 @@ def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) 
         try:
             resolve_arch(spec, in_shape, num_classes)
         except BuildError as err:
-            values = ", ".join(
-                f"{n}.{h} = {v!r}" for n, p in techniques.items() for h, v in p.items()
-            )
-            on = ", ".join(techniques) or "no architecture technique"
             image = "x".join(map(str, in_shape))
-            raise SpaceError(
-                f"{space.name}: with {on} on ({values or 'no hyperparameters'}) on {image} "
-                f"images: {err}"
-            ) from None
+            with_ = f" {company}" if company else ""
+            raise SpaceError(f"{space.name}: {what}{with_} on {image} images: {err}") from None
+
+
+def _named(name: str, params: dict[str, object]) -> str:
+    """`blurpool.size = 2`, or `gap` for a technique without hyperparameters."""
+    return ", ".join(f"{name}.{h} = {v!r}" for h, v in params.items()) or name
 
 
 def over_budget(err: BudgetError, policy: str) -> str:

@@ -29,6 +29,7 @@ from spaces.space import (
     RecipeRange,
     Space,
     TechniqueChoice,
+    stage_param,
     with_stage_ratio,
 )
 from trainer.budget import POLICIES
@@ -63,6 +64,9 @@ TRAIN_FIELDS = (
     Hyper("flip", _TRAIN.flip, choices=(False, True)),
 )
 STAGE_RATIO = Hyper("stage_ratio", 1.0, low=0.25, high=4.0)
+# Per-stage fields a space may search like a recipe field (`model.stages[i].blocks`).
+STAGE_BLOCKS = Hyper("blocks", 1, low=1, high=16, integer=True)
+STAGE_KERNEL = Hyper("kernel", 3, choices=(3, 5, 7))
 
 
 def check_name(name: object, what: str) -> str:
@@ -198,16 +202,20 @@ def _hyper_range(
 
 
 def _recipe_field(
-    reader: _Reader, hyper: Hyper, kind: type | tuple[type, ...], default: Any
+    reader: _Reader,
+    hyper: Hyper,
+    kind: type | tuple[type, ...],
+    default: Any,
+    param: str | None = None,
 ) -> tuple[Any, RecipeRange | None]:
-    """A recipe field (`train.lr`, `model.stage_ratio`) as declared: a scalar fixes it; a
-    list gives choices and a mapping {low, high, log, default} a range, as for a technique's
-    hyperparameter. Returns the value the baseline trains, and the range when searched."""
+    """A recipe field (`train.lr`, `model.stage_ratio`, a stage's `blocks`) as declared: a
+    scalar fixes it; a list gives choices and a mapping {low, high, log, default} a range,
+    as for a technique's hyperparameter. Returns the value the baseline trains, and the
+    range when searched, as the trial parameter `param` (default: the key's path)."""
     value = reader.raw.get(hyper.name)
     if not isinstance(value, list | dict):
-        choices = hyper.choices if kind is str else None
         return reader.get(
-            hyper.name, kind, default, low=hyper.low, high=hyper.high, choices=choices
+            hyper.name, kind, default, low=hyper.low, high=hyper.high, choices=hyper.choices
         ), None
     hyper_range = _hyper_range(reader, hyper, {}, extra=("default",))
     declared = None
@@ -219,7 +227,7 @@ def _recipe_field(
             raise reader.fail(key, declared, hyper.describe()) from None
         if not hyper_range.low <= declared <= hyper_range.high:  # type: ignore[operator]
             raise reader.fail(key, declared, f"a value in the range {hyper_range.describe()}")
-    recipe = RecipeRange.of(f"{reader.path}.{hyper.name}", hyper_range, declared)
+    recipe = RecipeRange.of(param or f"{reader.path}.{hyper.name}", hyper_range, declared)
     return recipe.default, recipe
 
 
@@ -263,18 +271,19 @@ def _technique(reader: _Reader, name: str, arch: ArchSpec) -> TechniqueChoice:
     return TechniqueChoice(name, switch, ranges)
 
 
-def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
-    """The declared stages; with a stage `ratio`, only the first declares its channels (the
-    others' are set from it by `with_stage_ratio`)."""
+def _stages(reader: _Reader, ratio: bool) -> tuple[tuple[StageSpec, ...], list[RecipeRange]]:
+    """The declared stages, and their searched fields; with a stage `ratio`, only the first
+    declares its channels (the others' are set from it by `with_stage_ratio`). A stage's
+    `blocks` and `kernel` are declared as a recipe field is: a scalar, choices or a range."""
     raw = reader.raw.get("stages")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_STAGES:
         raise reader.fail(
-            "stages", raw, f"a list of 1 to {MAX_STAGES} {{channels, blocks, downsample}}"
+            "stages", raw, f"a list of 1 to {MAX_STAGES} {{channels, blocks, downsample, kernel}}"
         )
-    stages = []
+    stages, searched = [], []
     for i, item in enumerate(raw):
         stage = _Reader(item, reader.where, f"{reader.path}.stages[{i}]")
-        stage.only("channels", "blocks", "downsample")
+        stage.only("channels", "blocks", "downsample", "kernel")
         by_ratio = ratio and i > 0  # its channels are set by `with_stage_ratio`
         if by_ratio and "channels" in stage.raw:
             raise stage.fail(
@@ -282,14 +291,22 @@ def _stages(reader: _Reader, ratio: bool) -> tuple[StageSpec, ...]:
                 stage.raw["channels"],
                 "no declaration: model.stage_ratio sets it (stages[0].channels * ratio**i)",
             )
+        blocks, blocks_range = _recipe_field(
+            stage, STAGE_BLOCKS, int, STAGE_BLOCKS.default, stage_param(i, "blocks")
+        )
+        kernel, kernel_range = _recipe_field(
+            stage, STAGE_KERNEL, int, None, stage_param(i, "kernel")
+        )
+        searched += [r for r in (blocks_range, kernel_range) if r is not None]
         stages.append(
             StageSpec(
                 channels=1 if by_ratio else stage.get("channels", int, low=1, high=MAX_CHANNELS),
-                blocks=stage.get("blocks", int, 1, low=1, high=16),
+                blocks=blocks,
                 downsample=stage.get("downsample", bool, True),
+                kernel=kernel,
             )
         )
-    return tuple(stages)
+    return tuple(stages), searched
 
 
 def _check_flips(
@@ -477,8 +494,9 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     model = top.section("model")
     model.only("stem_channels", "stages", "downsample", "stage_ratio")
     ratio, ratio_range = _recipe_field(model, STAGE_RATIO, (int, float), None)
+    stages, stage_fields = _stages(model, ratio is not None)
     arch = ArchSpec(
-        stages=_stages(model, ratio is not None),
+        stages=stages,
         stem_channels=model.get("stem_channels", int, 8, low=1, high=MAX_CHANNELS),
         downsample=model.get("downsample", str, "maxpool", choices=("maxpool", "stride")),
     )
@@ -492,6 +510,7 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
     train = top.section("train", required=False)
     train.only(*(h.name for h in TRAIN_FIELDS))
     values, recipe = {}, [] if ratio_range is None else [ratio_range]
+    recipe += stage_fields
     for hyper in TRAIN_FIELDS:
         kind = type(hyper.default) if hyper.choices or hyper.integer else (int, float)
         values[hyper.name], searched = _recipe_field(train, hyper, kind, hyper.default)
@@ -536,6 +555,13 @@ def parse(raw: Any, where: str = "<space>", *, stored: bool = False) -> Space:
         raise SpaceError(f"{where}: techniques: contradictory declarations: {err}") from None
     _check_flips(techniques, choices, data_choice)
     _check_warmup(train, choices)
+    for name in (n for n, c in choices.items() if c.switch != "off"):
+        for needed in rules.requirements(name):
+            if needed not in choices or choices[needed].switch == "off":
+                raise SpaceError(
+                    f"{where}: techniques.{name} needs {needed}, which the space leaves off: "
+                    f"declare {needed} (on or search), or {name} off"
+                )
 
     baseline = _names(search, "baseline", [], [n for n, c in choices.items() if c.switch != "off"])
 

@@ -31,10 +31,17 @@ OBJECTIVES = {
 }
 BUDGET_PARAM = "budget.params"  # the trial parameter of a searched budget level
 TRAIN_PREFIX = "train."  # trial parameters of searched recipe fields: `train.lr`, ...
+MODEL_PREFIX = "model."  # trial parameters of searched model fields: the stage ratio, stages
 STAGE_RATIO = "model.stage_ratio"  # the trial parameter of a searched stage width ratio
+STAGE_FIELDS = ("blocks", "kernel")  # per-stage fields a space may search (`stage_param`)
 SAMPLERS = ("tpe", "nsga2", "random")
 SWITCHES = ("search", "on", "off")
 PRUNERS = ("asha", "none")
+
+
+def stage_param(index: int, field: str) -> str:
+    """The trial parameter of a searched stage field: `model.stages[0].blocks`."""
+    return f"{MODEL_PREFIX}stages[{index}].{field}"
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,9 @@ class HyperRange:
 
 @dataclass(frozen=True)
 class RecipeRange:
-    """A searched field of the recipe (`train.lr`, `model.stage_ratio`): its range, and the
-    value the baseline and designed studies train, with where that value comes from."""
+    """A searched field of the recipe (`train.lr`, `model.stage_ratio`,
+    `model.stages[0].blocks`): its range, and the value the baseline and designed studies
+    train, with where that value comes from."""
 
     name: str  # the trial parameter
     range: HyperRange
@@ -137,6 +145,21 @@ class RecipeRange:
         """`train.lr = 0.0775 (the geometric midpoint of [0.02, 0.3] log)`, for the terminal."""
         shown = f"{self.default:g}" if isinstance(self.default, float) else repr(self.default)
         return f"{self.name} = {shown} (the {self.default_from} of {self.range.describe()})"
+
+
+def with_model_fields(arch: ArchSpec, recipe: dict[str, Value]) -> ArchSpec:
+    """`arch` with the searched model fields of `recipe` applied: the stage ratio, then each
+    stage's blocks and kernel."""
+    if STAGE_RATIO in recipe:
+        arch = with_stage_ratio(arch, float(recipe[STAGE_RATIO]))
+    stages = tuple(
+        replace(
+            stage,
+            **{f: recipe[stage_param(i, f)] for f in STAGE_FIELDS if stage_param(i, f) in recipe},
+        )
+        for i, stage in enumerate(arch.stages)
+    )
+    return replace(arch, stages=stages)
 
 
 def with_stage_ratio(arch: ArchSpec, ratio: float) -> ArchSpec:
@@ -260,7 +283,8 @@ class Space:
         return replace(self, train=replace(self.train, epochs=epochs), recipe=recipe)
 
     def searches(self, name: str) -> bool:
-        """Whether the recipe field `name` (`train.epochs`, `model.stage_ratio`) is searched."""
+        """Whether the recipe field `name` (`train.epochs`, `model.stage_ratio`,
+        `model.stages[0].blocks`) is searched."""
         return any(r.name == name for r in self.recipe)
 
     def suggest(self, trial: optuna.Trial, seed: int = 0) -> TrialSpec:
@@ -272,11 +296,13 @@ class Space:
         recipe = {r.name: r.range.suggest(trial, r.name) for r in self.recipe}
         train = replace(
             self.train,
-            **{k.removeprefix(TRAIN_PREFIX): v for k, v in recipe.items() if k != STAGE_RATIO},
+            **{
+                k.removeprefix(TRAIN_PREFIX): v
+                for k, v in recipe.items()
+                if k.startswith(TRAIN_PREFIX)
+            },
         )
-        arch = self.arch
-        if STAGE_RATIO in recipe:
-            arch = with_stage_ratio(arch, float(recipe[STAGE_RATIO]))
+        arch = with_model_fields(self.arch, recipe)
         enabled: dict[str, dict[str, Value]] = {}
         for name, choice in self.techniques.items():
             on = choice.switch == "on" or (
@@ -332,17 +358,22 @@ class Space:
         """The trial of `params` as flat `.`-named columns, so that an exported row says
         exactly what it trained: its budget, every recipe field (`train.lr`, searched or
         not), the stages' channels before the budget scaled them (`model.stages`, stem
-        first) and the stage ratio that set them, every declared technique's switch and
-        hyperparameters, fixed ones included."""
+        first) and the stage ratio that set them, each searched stage field, every declared
+        technique's switch and hyperparameters, fixed ones included (None where the
+        technique is off, or the model leaves it no such hyperparameter)."""
         spec = self.replay(params, seed)
         row: dict[str, Value | None] = {BUDGET_PARAM: spec.budget}
         row.update({TRAIN_PREFIX + f.name: getattr(spec.train, f.name) for f in fields(spec.train)})
         row["model.stages"] = "-".join(map(str, stage_channels(spec.arch)))
         if self.stage_ratio is not None:
             row[STAGE_RATIO] = params.get(STAGE_RATIO, self.stage_ratio)
+        for i, stage in enumerate(spec.arch.stages):
+            for f in STAGE_FIELDS:
+                if self.searches(stage_param(i, f)):
+                    row[stage_param(i, f)] = getattr(stage, f)
         for name in self.techniques:
-            values = spec.techniques.get(name)
-            row[f"{name}.enabled"] = values is not None
+            values = spec.techniques.get(name) or {}
+            row[f"{name}.enabled"] = name in spec.techniques
             for hyper in REGISTRY[name].hypers:
-                row[f"{name}.{hyper.name}"] = None if values is None else values[hyper.name]
+                row[f"{name}.{hyper.name}"] = values.get(hyper.name)
         return row

@@ -7,7 +7,7 @@ them (depthwise, GAP) gets width back, or an ablation compares sizes instead of 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from trainer import techniques as registry
@@ -37,6 +37,24 @@ def params_of(arch: ArchSpec, in_shape: tuple[int, int, int], num_classes: int) 
     return count_params(meta_model(arch, in_shape, num_classes))
 
 
+def corrections(n: int, max_delta: int) -> Iterator[tuple[int, ...]]:
+    """Per-stage channel corrections for `n` stages (stem first), smallest changes first:
+    one or two stages by up to `max_delta` each, then three or more stages by up to 2 each.
+
+    The wider search matters only for nets a few channels wide, where every stage's channel
+    moves the count by more than the window (a 7x7 map before a flatten head: ~500 per
+    channel); there most corrections clamp to one channel and repeat an earlier count.
+    """
+    steps = [d for d in range(-max_delta, max_delta + 1) if d]
+    for k in range(1, n + 1):
+        for stages in itertools.combinations(range(n), k):
+            for deltas in itertools.product(steps if k <= 2 else (-2, -1, 1, 2), repeat=k):
+                delta = [0] * n
+                for s, d in zip(stages, deltas, strict=True):
+                    delta[s] = d
+                yield tuple(delta)
+
+
 def fit_to_budget(
     arch: ArchSpec,
     in_shape: tuple[int, int, int],
@@ -51,8 +69,8 @@ def fit_to_budget(
     First a bisection on the width multiplier finds the widest uniform scaling within the
     budget. Channel counts are integers, so at 1.5K parameters one channel more can cost
     100 parameters, more than the 2% window; a search over small per-stage channel
-    corrections (at most two stages changed, each by at most `max_delta`) then picks the
-    largest count still within the budget.
+    corrections (`corrections`: one or two stages by up to `max_delta`, then more stages by
+    up to 2) then takes the first count inside the window, else refuses with the closest.
     """
 
     counted: dict[tuple[int, ...], int] = {}
@@ -86,20 +104,13 @@ def fit_to_budget(
     lower = budget * (1 - tolerance)
     if best.params >= lower:
         return best
-    steps = [d for d in range(-max_delta, max_delta + 1) if d]
-    for stages in itertools.chain(
-        itertools.combinations(range(n), 1), itertools.combinations(range(n), 2)
-    ):
-        for deltas in itertools.product(steps, repeat=len(stages)):
-            delta = [0] * n
-            for s, d in zip(stages, deltas, strict=True):
-                delta[s] = d
-            candidate = replace(scaled, channel_delta=tuple(delta))
-            params = count(candidate)
-            if best.params < params <= budget:
-                best = Fit(candidate, params)
-                if params >= lower:
-                    return best
+    for delta in corrections(n, max_delta):
+        candidate = replace(scaled, channel_delta=delta)
+        params = count(candidate)
+        if best.params < params <= budget:
+            best = Fit(candidate, params)
+            if params >= lower:
+                return best
     raise BudgetError(
         f"the closest fit has {best.params:,} parameters, outside [{lower:,.0f}, {budget:,}]"
     )

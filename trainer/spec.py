@@ -21,6 +21,9 @@ class StageSpec:
     channels: int
     blocks: int = 1
     downsample: bool = True
+    # Kernel size of the stage's spatial convolution: the plain one, or the depthwise one of
+    # separable and inverted-bottleneck blocks. None: 3, or the depthwise technique's kernel.
+    kernel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class ArchSpec:
     head: str = "flatten"  # "flatten" (flatten + linear) | "gap" (global average pool + linear)
     blur: int | None = None  # BlurPool filter size; None keeps plain downsampling
     se_ratio: float | None = None  # Squeeze-and-Excitation hidden width ratio; None = no SE
+    # Inverted-bottleneck expansion ratio of the depthwise stages' blocks; None: separable.
+    expansion: int | None = None
+    bottleneck_act: str = "relu6"  # activation inside inverted bottlenecks: "relu6" | "relu"
+    residual: bool = False  # a shortcut around every block (identity or 1x1 projection)
+    late_downsample: bool = False  # stage 0 keeps full resolution: its downsampling is dropped
+
+    def downsamples(self, index: int) -> bool:
+        """Whether stage `index` ends in a downsampling by 2, as built."""
+        return self.stages[index].downsample and not (index == 0 and self.late_downsample)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from search.report.document import Document, Plot, _png
 from search.report.formats import _pm, _range
 from search.report.hypervolume import hypervolume_section
 from search.report.pareto import front_section
-from spaces.space import BUDGET_PARAM, OBJECTIVES, STAGE_RATIO, TRAIN_PREFIX
+from spaces.space import BUDGET_PARAM, MODEL_PREFIX, OBJECTIVES, TRAIN_PREFIX
 
 Drawn = dict[str, optuna.distributions.BaseDistribution]
 
@@ -47,8 +47,9 @@ def _switches(drawn: Drawn, frame: pd.DataFrame) -> list[str]:
 
 
 def _recipe(drawn: Drawn, frame: pd.DataFrame) -> list[str]:
-    """The searched recipe fields (`train.lr`, ..., `model.stage_ratio`)."""
-    names = [c for c in frame.columns if c.startswith(TRAIN_PREFIX) or c == STAGE_RATIO]
+    """The searched recipe fields (`train.lr`, ..., `model.stage_ratio`,
+    `model.stages[0].blocks`); `_varied` leaves out the columns no trial drew."""
+    names = [c for c in frame.columns if c.startswith((TRAIN_PREFIX, MODEL_PREFIX))]
     return _varied(drawn, frame, names)
 
 

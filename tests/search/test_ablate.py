@@ -51,8 +51,9 @@ def test_loo_leaves_each_technique_out_of_a_combination_the_rules_allow(preset: 
     full = frozenset(combination.techniques)
     # No exclusive rule or shared slot forbids any shipped technique pair: all combine.
     assert full == set(ablate.searchable(space)) and combination.dropped == {}
+    on = full | {n for n, c in space.techniques.items() if c.switch == "on"}  # with always-on
     assert {r.techniques for r in combination.rules} == {
-        r.techniques for r in rules.RULES if set(r.techniques) <= full
+        r.techniques for r in rules.RULES if set(r.techniques) <= on
     }
     assert design.configs[0] == ablate.Config("full", full)
     assert [c.label for c in design.configs[1:]] == [f"full-{n}" for n in combination.techniques]
@@ -79,7 +80,10 @@ def test_both_is_the_union_and_paper_is_the_papers_table(preset: str) -> None:
     by_label = {label: c.techniques for c in paper.configs for label in (c.label, *c.also)}
     expected = base | {n for n in ablate.PAPER if n in ablate.searchable(space)}
     assert by_label["paper"] == expected
-    assert by_label["-depthwise"] == base - {"depthwise"}
+    if "depthwise" in base and "depthwise" in ablate.searchable(space):
+        assert by_label["-depthwise"] == base - {"depthwise"}
+    else:  # depthwise declared on (the wide presets: bottlenecks need it), or not at all
+        assert "-depthwise" not in by_label
     assert {label for label in by_label if label.startswith("+")} == {
         f"+{n}" for n in ablate.searchable(space) if n not in base
     }
@@ -125,6 +129,19 @@ def test_exclusive_rules_decide_the_combination_and_exclude_configurations(
     assert "+se" in oat.excluded and "+se" not in [c.label for c in oat.configs]
     assert "+sam" in [c.label for c in oat.configs]  # SAM alone on the baseline is fine
     assert "sam" not in ablate.make(space, "paper").combination.techniques
+
+
+def test_a_configuration_without_a_required_technique_is_excluded_with_the_reason() -> None:
+    raw = copy.deepcopy(load("mnist_wide_1_5k").source)
+    raw["techniques"]["depthwise"] = "search"
+    raw["search"]["baseline"] = ["depthwise", "gap"]
+    space = parse(raw)
+    loo = ablate.make(space, "loo")
+    assert {"depthwise", "inverted_bottleneck"} <= set(loo.combination.techniques)
+    assert "inverted_bottleneck needs depthwise on" in loo.excluded["full-depthwise"]
+    assert "full-inverted_bottleneck" in [c.label for c in loo.configs]
+    oat = ablate.make(space, "oat")  # from the baseline, -depthwise leaves no bottleneck
+    assert oat.excluded == {} and "-depthwise" in [c.label for c in oat.configs]
 
 
 def quickstart_at(params: int, policy: str) -> Space:

@@ -15,10 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 import spaces
+from trainer.budget import resolve_arch
 from trainer.data import DataError, load_dataset, make_splits
 from trainer.data.load import DATA_DIR_ENV, read_env
+from trainer.models.net import Net
 from trainer.train import train
 
 
@@ -35,6 +38,30 @@ def test_every_shipped_preset_states_its_protocol() -> None:
         protocol = spaces.load(name).protocol
         assert protocol is not None, f"{name} states no protocol"
         assert protocol.expected is not None, f"{name} states no protocol.expected"
+
+
+@pytest.mark.parametrize(
+    ("wide", "shipped"),
+    [("mnist_wide_1_5k", "mnist_budget_1_5k"), ("cifar_wide_140k", "cifar_budget_140k")],
+)
+def test_a_wide_presets_baseline_is_its_shipped_presets(wide: str, shipped: str) -> None:
+    """The wider family's presets train the shipped presets' baseline (each searched stage
+    field's first choice is the shipped value), so the expectation measured there holds."""
+    new, old = spaces.load(wide), spaces.load(shipped)
+    assert new.protocol == old.protocol and new.data == old.data
+    a, b = (space.replay(space.baseline_params(), seed=0) for space in (new, old))
+    assert (a.train, a.budget, a.budget_policy) == (b.train, b.budget, b.budget_policy)
+    shape = (1, 28, 28) if new.data.dataset == "mnist" else (3, 32, 32)
+    nets = []
+    for spec in (a, b):
+        torch.manual_seed(0)
+        nets.append(Net(resolve_arch(spec, shape, 10).arch, shape, 10))
+    assert str(nets[0]) == str(nets[1])
+    for x, y in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    # The same techniques on (depthwise's kernel is the stages' own in the wide preset; the
+    # networks above are equal).
+    assert a.techniques.keys() == b.techniques.keys()
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spaces import SpaceError, check_budget, loads, preset_names, resolve
+from spaces import SpaceError, check_budget, check_build, loads, preset_names, resolve
 from trainer.data import DataError, load_dataset
 from trainer.spec import TrainSpec
 from trainer.techniques import REGISTRY, build
@@ -117,6 +117,38 @@ USABLE: dict[str, list[Any]] = {
     "flip": [[True, False]],
     "stage_ratio": [{"low": 1.0, "high": 2.0}, [0.5, 1.5], 1.25],
 }
+# Declarations each stage field accepts: a scalar fixes it, a list or range searches it.
+STAGE_USABLE: dict[str, list[Any]] = {
+    "blocks": [2, [1, 2], {"low": 1, "high": 3}, {"low": 1, "high": 2, "default": 2}],
+    "kernel": [5, [3, 5, 7], [7, 3]],
+}
+SWITCH = st.sampled_from(["search", "on", "off", Raw("on"), Raw("off"), Raw("yes"), None])
+# The block techniques' declarations, usable or not.
+BLOCK = st.one_of(
+    SWITCH,
+    st.sampled_from(
+        [
+            {"enabled": "search", "expansion": {"low": 2, "high": 4}},
+            {"enabled": "on", "expansion": 3, "activation": "relu"},
+            {"expansion": [2, 6], "activation": ["relu6", "relu"]},
+        ]
+    ),
+    st.fixed_dictionaries(
+        {"enabled": SWITCH},
+        optional={
+            "expansion": st.one_of(
+                st.integers(0, 8),
+                st.lists(st.integers(0, 8), max_size=3),
+                st.fixed_dictionaries({"low": st.integers(0, 8), "high": st.integers(0, 8)}),
+                SCALARS,
+            ),
+            "activation": st.one_of(
+                st.sampled_from(["relu6", "relu", ["relu", "relu6"], "gelu", []]), SCALARS
+            ),
+        },
+    ),
+    SCALARS,
+)
 TAGS = ["!!int", "!!float", "!!bool", "!!timestamp", "!!binary", "!!null", "!!str", "!!set"]
 TAGS += ["!!python/object/apply:os.system", "!!python/name:os.system", "!custom"]
 
@@ -219,6 +251,31 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
                 switch = {"enabled": switch or "search", "decay": decay}
             if switch is not None:
                 doc = set_at(doc, ("techniques", name), switch)
+    if kind == "stage_field":  # a stage's blocks or kernel: fixed, choices or a range
+        stages = doc["model"]["stages"]
+        i = draw(st.integers(0, len(stages) - 1))
+        field = draw(st.sampled_from(sorted(STAGE_USABLE)))
+        bound = st.one_of(st.integers(-1, 17), st.sampled_from([3, 5, 7]), NUMBERS)
+        value = draw(
+            st.one_of(
+                st.sampled_from(STAGE_USABLE[field]),
+                st.fixed_dictionaries(
+                    {"low": bound, "high": bound}, optional={"default": bound, "log": st.booleans()}
+                ),
+                st.lists(bound, max_size=4),
+                SCALARS,
+            )
+        )
+        return document(set_at(doc, ("model", "stages", i, field), value))
+    if kind == "block":  # a block technique, and the depthwise switch a bottleneck needs
+        name = draw(st.sampled_from(["inverted_bottleneck", "residual", "late_downsample"]))
+        doc = set_at(doc, ("techniques", name), draw(BLOCK))
+        depthwise = draw(st.sampled_from(["as declared", "search", "on", "off", "absent"]))
+        if depthwise == "absent":
+            doc = copy.deepcopy(doc)
+            doc["techniques"].pop("depthwise", None)
+        elif depthwise != "as declared":
+            doc = set_at(doc, ("techniques", "depthwise"), depthwise)
         return document(doc)
     if kind == "stages":
         stage = draw(
@@ -254,8 +311,9 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
 
 CLASSES = ["encoding", "unhashable", "tag", "nesting", "resize", "dataset", "alias", "size"]
 CLASSES += ["number", "budget", "name", "duplicate", "log", "stages", "structure", "bytes"]
-CLASSES += ["recipe", "flip", "averager"]
+CLASSES += ["recipe", "flip", "averager", "stage_field", "block"]
 DIGITS_SHAPE = ((1, 8, 8), 10)
+SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 
 
 def use(space: Any, kind: str, data_dir: Path) -> None:
@@ -266,8 +324,10 @@ def use(space: Any, kind: str, data_dir: Path) -> None:
     spec = space.suggest(trial)
     assert space.replay(trial.params) == spec
     assert space.replay(space.baseline_params()).arch == space.arch
-    if kind in ("budget", "recipe"):
+    if kind in ("budget", "recipe", "stage_field", "block"):
         check_budget(space, *DIGITS_SHAPE)
+    if kind == "block":  # every block it may build builds what it names, on its images
+        check_build(space, SHAPES.get(space.data.dataset, DIGITS_SHAPE[0]), 10)
     if kind == "dataset":
         load_dataset(space.data.dataset, data_dir)
     if "tta_flip" in spec.techniques:

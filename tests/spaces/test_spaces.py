@@ -13,13 +13,12 @@ import yaml
 from search import ablate
 from search.study import StudyConfig
 from spaces import SpaceError, load, parse, preset_names
+from spaces.space import stage_param
 from trainer.budget import resolve_arch
 from trainer.techniques import REGISTRY
 
 QUICKSTART = load("quickstart").source
 # The paper's ten techniques, which the study presets declare (versioned: they stay as they are).
-PAPER_TEN = {"depthwise", "gap", "blurpool", "se", "cutout", "mixup", "label_smoothing", "sam"}
-PAPER_TEN |= {"one_cycle", "swa"}
 
 
 def edited(**changes: object) -> dict:
@@ -37,15 +36,22 @@ def edited(**changes: object) -> dict:
     return raw
 
 
+PAPER = {"depthwise", "gap", "blurpool", "se", "cutout", "mixup", "label_smoothing", "sam"}
+PAPER |= {"one_cycle", "swa"}
+BLOCKS = {"inverted_bottleneck", "residual", "late_downsample"}
+
+
 def test_shipped_presets_validate_and_study_presets_declare_all_ten() -> None:
     assert {"quickstart", "mnist_budget_1_5k", "cifar_budget_140k"} <= set(preset_names())
     for name in preset_names():
         space = load(name)
         assert space.description
     for name in ("mnist_budget_1_5k", "cifar_budget_140k"):
-        assert set(load(name).techniques) == PAPER_TEN
-    assert load("mnist_budget_1_5k").budgets == (1500,)
-    assert load("cifar_budget_140k").budgets == (140_000,)
+        assert set(load(name).techniques) == PAPER
+    for name in ("mnist_wide_1_5k", "cifar_wide_140k"):  # the wider family beside the ten
+        assert set(load(name).techniques) >= PAPER | BLOCKS
+    assert load("mnist_budget_1_5k").budgets == load("mnist_wide_1_5k").budgets == (1500,)
+    assert load("cifar_budget_140k").budgets == load("cifar_wide_140k").budgets == (140_000,)
 
 
 DOCUMENTED = sorted((Path(__file__).resolve().parents[2] / "docs").rglob("*.yaml"))
@@ -101,6 +107,37 @@ def test_the_space_files_results_name_still_load_with_their_design(path: Path) -
         (
             {"techniques__one_cycle": "on", "train__warmup_fraction": 0.1},
             "train.warmup_fraction = 0.1: expected no declaration while techniques.one_cycle is on",
+        ),
+        (
+            {"model__stages": [{"channels": 8, "kernel": 4}]},
+            "model.stages[0].kernel = 4: expected one of 3, 5, 7",
+        ),
+        (
+            {"model__stages": [{"channels": 8, "kernel": [3, 9]}]},
+            "model.stages[0].kernel = 9: expected one of 3, 5, 7",
+        ),
+        (
+            {"model__stages": [{"channels": 8, "kernel": {"low": 3, "high": 7}}]},
+            "expected a value or list of values, one of 3, 5, 7",
+        ),
+        (
+            {"model__stages": [{"channels": 8, "blocks": {"low": 0, "high": 2}}]},
+            "model.stages[0].blocks = 0: expected integer in [1, 16]",
+        ),
+        (
+            {"techniques__inverted_bottleneck": "search", "techniques__depthwise": "off"},
+            "techniques.inverted_bottleneck needs depthwise, which the space leaves off",
+        ),
+        (
+            {"techniques__inverted_bottleneck": "on"},
+            "contradictory declarations: inverted_bottleneck needs depthwise on",
+        ),
+        (
+            {
+                "model__stages": [{"channels": 8, "kernel": 5}, {"channels": 16, "kernel": 3}],
+                "techniques__depthwise": {"enabled": "search", "kernel": 3},
+            },
+            "unknown key(s) 'kernel' in techniques.depthwise; accepted: enabled, first_stage",
         ),
     ],
 )
@@ -171,6 +208,40 @@ def test_baseline_params_replay_to_the_baseline() -> None:
     assert set(columns) == {"budget.params"} | recipe | {f"{n}.enabled" for n in declared} | {
         f"{n}.{h.name}" for n, cls in declared.items() for h in cls.hypers
     }
+
+
+def test_stage_blocks_and_kernels_are_searched_replayed_and_exported() -> None:
+    space = load("mnist_wide_1_5k")
+    names = [stage_param(i, f) for i in range(3) for f in ("blocks", "kernel")]
+    assert [r.name for r in space.recipe] == names
+    # Every stage declares its kernel: depthwise's own would change nothing, so it has none.
+    assert set(space.techniques["depthwise"].hypers) == {"first_stage"}
+    baseline = space.replay(space.baseline_params())
+    assert [(s.blocks, s.kernel) for s in baseline.arch.stages] == [(1, 3)] * 3  # first choices
+    study = optuna.create_study(
+        directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        stages = [(s.blocks, s.kernel) for s in spec.arch.stages]
+        drawn = [trial.params[n] for n in names]  # blocks, kernel of stage 0, then stage 1, ...
+        assert stages == list(zip(drawn[::2], drawn[1::2], strict=True))
+        assert space.replay(trial.params) == spec
+        columns = space.columns(trial.params)
+        assert [columns[n] for n in names] == [v for stage in stages for v in stage]
+        assert columns["depthwise.kernel"] is None and columns["depthwise.enabled"]
+        seen.update(stages)
+        study.tell(trial, [0.5, 1.0])
+    assert {k for _, k in seen} == {3, 5, 7} and {b for b, _ in seen} == {1, 2}
+
+
+def test_a_stage_kernel_declared_on_some_stages_leaves_depthwise_its_kernel() -> None:
+    space = parse(edited(model__stages=[{"channels": 8, "kernel": [5, 7]}, {"channels": 16}]))
+    assert set(space.techniques["depthwise"].hypers) == {"kernel", "first_stage"}
+    assert [s.kernel for s in space.arch.stages] == [5, None]
+    assert [r.name for r in space.recipe] == [stage_param(0, "kernel")]
 
 
 def test_bare_on_and_off_read_as_switches() -> None:

@@ -44,8 +44,11 @@ def gen(seed: int = 0) -> torch.Generator:
 # -- registry, hyperparameters, rules ---------------------------------------------------
 
 
-def test_registry_holds_the_twelve_techniques_under_their_names() -> None:
-    assert len(REGISTRY) == 12  # the paper's ten, weight EMA and flip TTA
+def test_registry_holds_the_papers_ten_and_what_came_after_under_their_names() -> None:
+    paper = {"depthwise", "gap", "blurpool", "se", "cutout", "mixup", "label_smoothing"}
+    paper |= {"sam", "one_cycle", "swa"}
+    later = {"ema", "tta_flip", "inverted_bottleneck", "residual", "late_downsample"}
+    assert set(REGISTRY) == paper | later
     for name, cls in REGISTRY.items():
         assert cls.name == name
         assert cls.kind in ("architecture", "training", "inference")
@@ -118,6 +121,8 @@ def test_unknown_hyper_lists_accepted_hypers() -> None:
         ("label_smoothing", {"eps": 0.5}, r"eps = 0.5: expected number in \[0.05, 0.3\]"),
         ("cutout", {"size": 8.5}, r"size = 8.5: expected integer in \[2, 20\]"),
         ("depthwise", {"kernel": 7}, "kernel = 7: expected one of 3, 5"),
+        ("inverted_bottleneck", {"expansion": 1}, r"expansion = 1: expected integer in \[2, 6\]"),
+        ("inverted_bottleneck", {"activation": "gelu"}, "activation = 'gelu': expected one of"),
         ("sam", {"adaptive": 1}, "adaptive = 1: expected one of False, True"),
         ("mixup", {"alpha": float("nan")}, "alpha = nan: expected number"),
     ],
@@ -125,8 +130,9 @@ def test_unknown_hyper_lists_accepted_hypers() -> None:
 def test_out_of_range_values_name_what_is_accepted(
     name: str, params: dict[str, object], expected: str
 ) -> None:
+    required = {r: {} for r in rules.requirements(name)}
     with pytest.raises(ValueError, match=expected):
-        build({name: params})  # type: ignore[dict-item]
+        build({**required, name: params})  # type: ignore[dict-item]
 
 
 def test_rules_name_registered_pairs_once() -> None:
@@ -142,6 +148,21 @@ def test_rules_for_lists_the_rules_of_a_technique() -> None:
     swa_rules = rules.rules_for("swa")
     assert swa_rules and all("swa" in rule.techniques for rule in swa_rules)
     assert rules.rules_for("gap") == ()
+
+
+def test_a_technique_that_requires_another_is_refused_without_it() -> None:
+    assert rules.requirements("inverted_bottleneck") == ("depthwise",)
+    assert rules.requirements("depthwise") == ()
+    rules.check({"depthwise", "inverted_bottleneck"})
+    rules.check({"depthwise"})
+    with pytest.raises(ValueError, match="inverted_bottleneck needs depthwise on: An inverted"):
+        rules.check({"inverted_bottleneck", "gap"})
+    with pytest.raises(ValueError, match="inverted_bottleneck needs depthwise on"):
+        build({"inverted_bottleneck": {}})
+    assert [t.name for t in build({"inverted_bottleneck": {}, "depthwise": {}})] == [
+        "depthwise",
+        "inverted_bottleneck",
+    ]
 
 
 def test_check_rejects_an_exclusive_pair_only_when_both_are_on() -> None:
@@ -192,12 +213,20 @@ ARCH = ArchSpec(stages=(StageSpec(8), StageSpec(16)))
         ("gap", {}, {"head": "gap"}),
         ("blurpool", {"size": 4}, {"blur": 4}),
         ("se", {"ratio": 0.125}, {"se_ratio": 0.125}),
+        ("inverted_bottleneck", {}, {"expansion": 6, "bottleneck_act": "relu6"}),
+        (
+            "inverted_bottleneck",
+            {"expansion": 2, "activation": "relu"},
+            {"expansion": 2, "bottleneck_act": "relu"},
+        ),
+        ("residual", {}, {"residual": True}),
+        ("late_downsample", {}, {"late_downsample": True}),
     ],
 )
 def test_architecture_techniques_set_their_fields_only(
     name: str, params: dict[str, object], changes: dict[str, object]
 ) -> None:
-    (technique,) = build({name: params})  # type: ignore[dict-item]
+    technique = REGISTRY[name](**params)  # type: ignore[arg-type]
     arch = technique.configure_arch(ARCH)
     assert {k: getattr(arch, k) for k in changes} == changes
     assert arch.stages == ARCH.stages and arch.stem_channels == ARCH.stem_channels

@@ -12,9 +12,12 @@ from trainer.techniques.cutout import Cutout
 from trainer.techniques.depthwise import Depthwise
 from trainer.techniques.ema import EMA
 from trainer.techniques.gap import GlobalAvgPool
+from trainer.techniques.inverted_bottleneck import InvertedBottlenecks
 from trainer.techniques.label_smoothing import LabelSmoothing
+from trainer.techniques.late_downsample import LateDownsample
 from trainer.techniques.mixup import Mixup
 from trainer.techniques.one_cycle import OneCycle
+from trainer.techniques.residual import ResidualShortcuts
 from trainer.techniques.sam import SAM
 from trainer.techniques.squeeze_excite import SqueezeExcitation
 from trainer.techniques.swa import SWA
@@ -27,6 +30,9 @@ _TECHNIQUES: tuple[type[Technique], ...] = (
     GlobalAvgPool,
     BlurPool,
     SqueezeExcitation,
+    InvertedBottlenecks,
+    ResidualShortcuts,
+    LateDownsample,
     Cutout,
     Mixup,
     LabelSmoothing,
@@ -44,7 +50,8 @@ def build(techniques: dict[str, dict[str, Value]]) -> list[Technique]:
     """Instantiate the enabled techniques, in registry order, after checking every rule.
 
     Raises ValueError for an unknown technique or hyperparameter, a value out of range, an
-    exclusive pair, or two techniques filling a single-owner slot.
+    exclusive pair, a technique without one it requires, or two techniques filling a
+    single-owner slot.
     """
     unknown = sorted(set(techniques) - set(REGISTRY))
     if unknown:

@@ -31,7 +31,7 @@ class BlurPool(Technique):
         return replace(arch, blur=self.params["size"])
 
     def absent_from(self, model: Net) -> str | None:
-        downsampling = [i for i, s in enumerate(model.arch.stages) if s.downsample]
+        downsampling = [i for i in range(len(model.arch.stages)) if model.arch.downsamples(i)]
         if not downsampling:
             return "the model never downsamples, so there is nothing to blur"
         plain = [i for i in downsampling if not _blurred(model.features[i + 1])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from trainer.models.inverted_bottleneck import InvertedBottleneck
 from trainer.models.separable import SeparableConv2d
 from trainer.techniques.base import Hyper, Technique
 
@@ -28,7 +29,10 @@ class Depthwise(Technique):
     Parameters drop from k*k*Cin*Cout to about k*k*Cin + Cin*Cout, but depthwise convs are
     memory-bound: latency often rises, so measure it. `first_stage` ranges over the stages
     the model has (`hypers_for`): at or beyond the last stage nothing would be separable.
-    The 5x5 kernel choice is ours: it costs little extra in the depthwise part.
+    The 5x5 kernel choice is ours: it costs little extra in the depthwise part. A stage that
+    declares its own kernel (`model.stages[i].kernel`, 3, 5 or 7) overrides `kernel`; when
+    every stage does, `kernel` would change nothing and is no hyperparameter of that model.
+    With `inverted_bottleneck` on, the depthwise stages are built of inverted bottlenecks.
     """
 
     name = "depthwise"
@@ -36,7 +40,12 @@ class Depthwise(Technique):
     summary = "depthwise-separable convs from a given stage on"
     source = "Howard et al. 2017, MobileNets"
     hypers = (
-        Hyper("kernel", 3, choices=(3, 5), doc="kernel size of the depthwise conv"),
+        Hyper(
+            "kernel",
+            3,
+            choices=(3, 5),
+            doc="kernel size of the depthwise conv, where a stage declares none",
+        ),
         FIRST_STAGE,
     )
 
@@ -46,7 +55,7 @@ class Depthwise(Technique):
         )
 
     def absent_from(self, model: Net) -> str | None:
-        if any(isinstance(m, SeparableConv2d) for m in model.modules()):
+        if any(isinstance(m, SeparableConv2d | InvertedBottleneck) for m in model.modules()):
             return None
         stages = len(model.arch.stages)
         return (
@@ -58,4 +67,9 @@ class Depthwise(Technique):
     def hypers_for(cls, arch: ArchSpec) -> tuple[Hyper, ...]:
         last = min(FIRST_STAGE.high, len(arch.stages) - 1)  # type: ignore[type-var]
         bounded = replace(FIRST_STAGE, high=last, doc=f"{FIRST_STAGE.doc} (0..{last}: the stages)")
-        return tuple(bounded if h.name == "first_stage" else h for h in cls.hypers)
+        own_kernels = all(s.kernel is not None for s in arch.stages)
+        return tuple(
+            bounded if h.name == "first_stage" else h
+            for h in cls.hypers
+            if not (h.name == "kernel" and own_kernels)
+        )

@@ -1,8 +1,9 @@
 """Where two techniques meet, a declared rule decides the outcome, never code order.
 
 A "resolution" rule allows both and says which technique owns what; the loop and the
-techniques implement it, and tests check it. An "exclusive" rule forbids the pair. Besides
-pairs, some loop slots have a single owner (`ONE_OWNER_SLOTS`), checked by `build`.
+techniques implement it, and tests check it. An "exclusive" rule forbids the pair. A
+"requires" rule says the first technique builds on the second and may be on only with it.
+Besides pairs, some loop slots have a single owner (`ONE_OWNER_SLOTS`), checked by `build`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from trainer.techniques.base import (
     SLOT_STEP,
 )
 
-RuleKind = Literal["resolution", "exclusive"]
+RuleKind = Literal["resolution", "exclusive", "requires"]
+KINDS: tuple[RuleKind, ...] = ("resolution", "exclusive", "requires")
 
 # Loop slots that at most one enabled technique may fill: the optimisation step, the
 # learning rate schedule, the averaging phase, the model evaluated, and its deployed form.
@@ -33,7 +35,8 @@ ONE_OWNER_SLOTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Rule:
-    """How two techniques combine (`resolution`) or that they may not (`exclusive`)."""
+    """How two techniques combine (`resolution`), that they may not (`exclusive`), or that
+    the first may be on only with the second (`requires`)."""
 
     techniques: tuple[str, str]
     kind: RuleKind
@@ -41,8 +44,8 @@ class Rule:
     reason: str
 
     def __post_init__(self) -> None:
-        if self.kind not in ("resolution", "exclusive"):
-            raise ValueError(f"rule kind {self.kind!r}: expected 'resolution' or 'exclusive'")
+        if self.kind not in KINDS:
+            raise ValueError(f"rule kind {self.kind!r}: expected one of {', '.join(KINDS)}")
         if self.techniques[0] == self.techniques[1]:
             raise ValueError(f"rule names {self.techniques[0]!r} twice")
 
@@ -141,15 +144,60 @@ RULES: tuple[Rule, ...] = (
         "The blur replaces each stage's downsampling whatever conv the stage uses.",
         "Anti-aliasing concerns the subsampling, not the convolution before it.",
     ),
+    Rule(
+        ("inverted_bottleneck", "depthwise"),
+        "requires",
+        "Inverted bottlenecks replace the separable blocks of the depthwise stages (from "
+        "depthwise.first_stage, at depthwise.kernel where a stage declares no kernel); the "
+        "stages before keep plain convolutions.",
+        "An inverted bottleneck is a depthwise block with a 1x1 expansion in front and a "
+        "linear projection after; without depthwise stages there is nothing to expand.",
+    ),
+    Rule(
+        ("inverted_bottleneck", "residual"),
+        "resolution",
+        "A bottleneck that keeps its shape keeps its own identity shortcut; residual adds a "
+        "1x1 conv + BN shortcut to those that change it, with no activation after the add.",
+        "One shortcut per block, and the bottleneck's output stays linear (Sandler et al.).",
+    ),
+    Rule(
+        ("se", "residual"),
+        "resolution",
+        "The SE gate scales the stage's output after its last block's add, once per stage as "
+        "without residual, not inside every block's branch as in SE-ResNet.",
+        "Switching residual then changes the shortcuts only.",
+    ),
+    Rule(
+        ("blurpool", "residual"),
+        "resolution",
+        "A blurred stage's blocks and their shortcuts keep stride 1; the blur follows the last "
+        "block's add.",
+        "Zhang's rule, Conv(s1) + activation + Blur(s2), applied to the block's output.",
+    ),
+    Rule(
+        ("blurpool", "late_downsample"),
+        "resolution",
+        "Stage 0 keeps full resolution and has nothing to blur; every later downsampling is "
+        "blurred.",
+        "The blur belongs to a downsampling, not to a stage.",
+    ),
 )
 
 
 def check(names: set[str], rules: tuple[Rule, ...] = RULES) -> None:
-    """Raise ValueError if two enabled techniques form an exclusive pair."""
+    """Raise ValueError if two enabled techniques form an exclusive pair, or one is enabled
+    without a technique it requires."""
     for rule in rules:
-        if rule.kind == "exclusive" and set(rule.techniques) <= names:
-            a, b = rule.techniques
+        a, b = rule.techniques
+        if rule.kind == "exclusive" and {a, b} <= names:
             raise ValueError(f"{a} and {b} may not both be on: {rule.reason}")
+        if rule.kind == "requires" and a in names and b not in names:
+            raise ValueError(f"{a} needs {b} on: {rule.reason}")
+
+
+def requirements(name: str, rules: tuple[Rule, ...] = RULES) -> tuple[str, ...]:
+    """The techniques `name` may be on only with."""
+    return tuple(r.techniques[1] for r in rules if r.kind == "requires" and r.techniques[0] == name)
 
 
 def rules_for(name: str, rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
