@@ -9,7 +9,7 @@ configuration (paired seeds) and a study stopped part-way holds whole seeds firs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -95,12 +95,17 @@ class Design:
             "excluded": self.excluded,
         }
 
-    def describe(self, seeds: list[int]) -> str:
-        """What will be trained, for the terminal."""
-        lines = [
-            f"design {self.name}: {len(self.configs)} configurations x {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))}) = {len(self.configs) * len(seeds)} trials"
-        ]
+    def describe(self, seeds: list[int], max_seeds: int | None = None) -> str:
+        """What will be trained, for the terminal; with `max_seeds`, sequential seeds."""
+        n, listed = len(self.configs), ", ".join(map(str, seeds))
+        if max_seeds is None:
+            size = f"{len(seeds)} seeds ({listed}) = {n * len(seeds)} trials"
+        else:
+            size = (
+                f"{len(seeds)}..{max_seeds} seeds ({listed}, then one more a round where a "
+                f"comparison is open) = {n * len(seeds)}..{n * max_seeds} trials"
+            )
+        lines = [f"design {self.name}: {n} configurations x {size}"]
         width = max(len(c.label) for c in self.configs)
         for c in self.configs:
             also = f"  (also {', '.join(c.also)})" if c.also else ""
@@ -114,6 +119,44 @@ class Design:
         for label, why in self.excluded.items():
             lines.append(f"excluded {label}: {why}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A label of a design compared with its reference. `trained` and `reference_trained` are
+    the labels their trials carry: a configuration trained once under several labels
+    carries the first."""
+
+    label: str
+    trained: str
+    reference: str
+    reference_trained: str
+
+
+def reference_of(label: str, references: list[str]) -> str | None:
+    """What a configuration is compared with: `full-x` with `full`; a reference with the
+    first reference when there are several (`full` against `baseline`); the rest with the
+    first reference."""
+    if label.startswith("full-") and "full" in references:
+        return "full"
+    if label in references:
+        return references[0] if label != references[0] else None
+    return references[0]
+
+
+def comparisons(design: Mapping[str, Any]) -> list[Comparison]:
+    """Every comparison of a stored design (`Design.attrs`), in the order of its table."""
+    trained_as = {
+        label: c["label"] for c in design["configs"] for label in (c["label"], *c.get("also", ()))
+    }
+    found = []
+    for label, trained in trained_as.items():
+        reference = reference_of(label, list(design["references"]))
+        if reference is not None:
+            found.append(
+                Comparison(label, trained, reference, trained_as.get(reference, reference))
+            )
+    return found
 
 
 def searchable(space: Space) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ directory as they were. Running a study is `search.session`'s.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -22,13 +21,12 @@ from typing import NoReturn
 
 import optuna
 
-from search import ablate, estimate, export, latency, ledger, session, status, storage
-from search import execution as executions
+from search import ablate, arguments, estimate, export, latency, ledger, session, status, storage
 from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
-from spaces import SpaceError, check_budget, check_build, check_name, load, preset_names
+from spaces import SpaceError, check_budget, check_build, load, preset_names
 from spaces.schema import TRAIN_FIELDS
 from spaces.space import PRUNERS
 from trainer import group
@@ -44,45 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {mask_url(message)[:200]} (see {self.prog} -h)\n")
-
-
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]!r}: expected an integer in [{low}, {high}]"
-            )
-        return value
-
-    return parse
-
-
-def _study_name(text: str) -> str:
-    try:
-        return check_name(text, "study name")
-    except SpaceError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a fraction of a GPU in [0, 1]")
-    return value
-
-
-def _fuse(text: str) -> str:
-    try:
-        return executions.parse_fuse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _output(text: str | None) -> Path | None:
@@ -124,7 +83,9 @@ def _run(
     if target:
         studies.set_target(study, target)
         settings = studies.load_config(study)
-    return session.run(study, settings, splits, plan, address=args.address)
+    return session.run(
+        study, settings, splits, plan, address=args.address, strict_front=args.strict_front
+    )
 
 
 # Arguments several commands share.
@@ -153,35 +114,47 @@ def _space_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _epochs_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_integer(1, 10_000), help="override the preset's epochs")
+    p.add_argument(
+        "--epochs", type=arguments.integer(1, 10_000), help="override the preset's epochs"
+    )
 
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--parallel",
-        type=_integer(1, 1024),
+        type=arguments.integer(1, 1024),
         help="trials at once (default: the study's first run's, else 1); a new study gives "
         "each trial cores // K threads, and keeps that many",
     )
     p.add_argument(
         "--gpus-per-trial",
-        type=_fraction,
+        type=arguments.fraction,
         help="GPU fraction per trial, or per fused group (default: the study's first run's, "
         "else 0: the CPU)",
     )
     p.add_argument(
         "--fuse",
-        type=_fuse,
+        type=arguments.fuse,
         help="train queued trials that may share a network (see `search techniques`) as one "
         "fused group of up to K: auto (as many as pay on the device), off, or K (default: the "
         "study's first run's, else auto); a group takes one --parallel slot",
     )
     p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
+    _strict_front_arg(p, "print")
     p.add_argument("--data-dir", help="where data sets are read from")
     p.add_argument(
         "--download",
         action="store_true",
         help="let torchvision download a missing standard data set into --data-dir",
+    )
+
+
+def _strict_front_arg(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--strict-front",
+        action="store_true",
+        help=f"{verb} Optuna's strict Pareto front of single trials, not the noise-aware front "
+        "of configurations (which drops a trial only noise kept on the strict one)",
     )
 
 
@@ -191,16 +164,30 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 def run_args(p: argparse.ArgumentParser) -> None:
     _space_arg(p)
     p.add_argument(
-        "--trials", type=_integer(1, 1_000_000), help="trial target (default: the preset's)"
+        "--trials",
+        type=arguments.integer(1, 1_000_000),
+        help="trial target (default: the preset's)",
     )
-    p.add_argument("--study", type=_study_name, help="study name (default: <preset>-<date>-<time>)")
+    p.add_argument(
+        "--study", type=arguments.study_name, help="study name (default: <preset>-<date>-<time>)"
+    )
     _epochs_arg(p)
     p.add_argument(
-        "--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of sampler, split, training"
+        "--seed",
+        type=arguments.integer(0, 2**32 - 1),
+        default=0,
+        help="seed of sampler, split, training",
+    )
+    p.add_argument(
+        "--seeds",
+        type=arguments.run_seeds,
+        default=1,
+        help="paired training seeds per configuration (--seed, --seed + 1, ...), each its own "
+        "trial; --trials counts configurations, so the study trains trials x seeds (default 1)",
     )
     p.add_argument(
         "--grace-period",
-        type=_integer(1, 86_400),
+        type=arguments.integer(1, 86_400),
         default=ledger.DEFAULT_GRACE,
         help="seconds without a heartbeat after which a trial's driver counts as dead "
         f"(default {ledger.DEFAULT_GRACE:.0f}; kept by the study)",
@@ -217,13 +204,16 @@ def run_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     space = load(args.space)
     name = args.study or f"{space.name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.seed + args.seeds > 2**32:
+        raise UsageError(f"--seed {args.seed} --seeds {args.seeds}: the seeds pass 2**32 - 1")
     settings = StudyConfig(
         space_source=space.source,
-        trials=args.trials or space.trials,
+        trials=(args.trials or space.trials) * args.seeds,
         seed=args.seed,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         epochs=args.epochs,
         weights_dir=str((RUNS / "weights").resolve()),
+        seeds=args.seeds,
         grace_period=args.grace_period,
         pruner=args.pruner,
     )
@@ -246,7 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     opened = storage.open_storage(args.storage)
     session.start_ray(args.address)  # an unreachable cluster fails before the study is written
     study = studies.create_or_load(opened, name, settings.space(), settings)
-    return _run(study, studies.load_config(study), splits, args, target=args.trials)
+    target = args.trials and args.trials * args.seeds
+    return _run(study, studies.load_config(study), splits, args, target=target)
 
 
 def ablate_args(p: argparse.ArgumentParser) -> None:
@@ -258,15 +249,40 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
         "leave one out of the full combination, both, or the paper's table (default oat)",
     )
     p.add_argument(
-        "--seeds", type=_integer(1, 1000), default=3, help="training seeds per configuration"
+        "--seeds",
+        type=arguments.design_seeds,
+        default=3,
+        help="paired training seeds per configuration (default 3), or 'auto': --min-seeds "
+        "first, then one more a round for the reference and each comparison still open, up "
+        "to --max-seeds (group-sequential tests: the error rate holds at every round)",
+    )
+    # The defaults are `search.sequential.Plan`'s, which scipy comes with: imported only
+    # when a design is about to run, not for every command's help.
+    p.add_argument(
+        "--min-seeds",
+        type=arguments.integer(1, 1000),
+        help="with --seeds auto: seeds of the first round (default 3)",
     )
     p.add_argument(
-        "--study", type=_study_name, help="study name (default: <preset>-<design>-<date>-<time>)"
+        "--max-seeds",
+        type=arguments.integer(1, 1000),
+        help="with --seeds auto: the most seeds a configuration gets (default 8)",
+    )
+    p.add_argument(
+        "--min-effect",
+        type=arguments.points,
+        help="with --seeds auto: accuracy points below which a difference is negligible; a "
+        "comparison then also resolves as 'negligible' (default: only higher or lower)",
+    )
+    p.add_argument(
+        "--study",
+        type=arguments.study_name,
+        help="study name (default: <preset>-<design>-<date>-<time>)",
     )
     _epochs_arg(p)
     p.add_argument(
         "--seed",
-        type=_integer(0, 2**32 - 1000),
+        type=arguments.integer(0, 2**32 - 1000),
         default=0,
         help="split and sampler seed; the first seed",
     )
@@ -281,22 +297,27 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    seeds_plan = arguments.seeds_plan(args)
     space = load(args.space)
     if args.epochs:
         space = space.with_epochs(args.epochs)
     design = ablate.make(space, args.design)
-    seeds = ablate.seeds(args.seed, args.seeds)
+    seeds = ablate.seeds(args.seed, seeds_plan.min_seeds if seeds_plan else args.seeds)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     splits = session.load_splits(space, data_dir, args.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
-    print(design.describe(seeds))
+    print(design.describe(seeds, seeds_plan and seeds_plan.max_seeds))
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults
         print(f"searched recipe field at its default: {field.describe()}")
     if args.dry_run:
-        machine = estimate.Machine.here(args.parallel, args.gpus_per_trial)
+        # a first run's defaults: one trial at once, on the CPU
+        machine = estimate.Machine.here(args.parallel or 1, args.gpus_per_trial or 0.0)
         costs = estimate.probe(design, space, splits, machine)
-        print(estimate.describe(costs, space, splits, len(seeds), machine))
+        most = seeds_plan.max_seeds if seeds_plan else len(seeds)  # auto: an upper bound
+        print(estimate.describe(costs, space, splits, most, machine))
+        if seeds_plan:
+            print("--seeds auto: at most this; a comparison resolved early trains fewer seeds")
         return 0
     settings = StudyConfig(
         space_source=space.source,
@@ -307,6 +328,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         weights_dir=str((RUNS / "weights").resolve()),
         design=design.name,
         seeds=len(seeds),
+        max_seeds=seeds_plan and seeds_plan.max_seeds,
+        min_effect=seeds_plan and seeds_plan.min_effect,
         pruner="none",  # a design's comparisons need every configuration trained to the end
     )
     opened = storage.open_storage(args.storage)
@@ -339,7 +362,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def export_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--pareto", action="store_true", help="only the Pareto-optimal trials")
+    p.add_argument(
+        "--pareto",
+        action="store_true",
+        help="only the trials on the noise-aware Pareto front (every seed of its configurations)",
+    )
+    _strict_front_arg(p, "with --pareto, the trials on")
     p.add_argument("--format", choices=export.FORMATS, default="csv")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.add_argument(
@@ -351,11 +379,13 @@ def export_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.strict_front and not args.pareto:
+        raise UsageError("--strict-front chooses the front --pareto keeps: give it with --pareto")
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet writes a binary file: give it with -o FILE")
     output = _output(args.output)
     study, settings = _existing_study(args)
-    table = export.rows(study, settings, only_pareto=args.pareto)
+    table = export.rows(study, settings, only_pareto=args.pareto, strict=args.strict_front)
     if ledger.done(study.get_trials(deepcopy=False)) == 0:
         print(
             f"study {args.study!r} has no finished trials yet; continue it with "
@@ -384,6 +414,7 @@ def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--test", action="store_true", help="add test accuracy from the saved weights (reported)"
     )
+    _strict_front_arg(p, "show")
     _study_data_dir_arg(p)
 
 
@@ -402,7 +433,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         def test_accuracy(number: int) -> float:
             return export.test_accuracy(by_number[number], settings, splits, study.study_name)
 
-    doc = report.build(study, settings, test_accuracy)
+    doc = report.build(study, settings, test_accuracy, strict_front=args.strict_front)
     try:
         written = report.write(doc, directory)
     except OSError as err:
@@ -414,14 +445,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def remeasure_args(p: argparse.ArgumentParser) -> None:
     _study_args(p)
-    p.add_argument("--all", action="store_true", help="every complete trial, not only the front")
+    p.add_argument("--all", action="store_true", help="every complete trial, not only the fronts'")
     _study_data_dir_arg(p)
 
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
+    from search import configurations  # scipy: only when trials are re-timed
+
     study, settings = _existing_study(args)
     splits = _study_splits(settings, args.data_dir)
-    trials = study.get_trials(deepcopy=False) if args.all else ledger.pareto_front(study)
+    if args.all:
+        trials = study.get_trials(deepcopy=False)
+    else:
+        trials = configurations.on_either_front(study, settings.space())
     alone, untimed = latency.remeasure(study, settings, splits, trials, again=True)
     for trial in trials:
         record = alone.get(str(trial.number))
@@ -495,7 +531,8 @@ COMMANDS = {
         "write a study's report: report.md, report.html, figures", report_args, cmd_report
     ),
     "remeasure": Command(
-        "re-time the Pareto trials' latency alone, one at a time, here",
+        "re-time the latency of the fronts' trials (strict and noise-aware) alone, one at a "
+        "time, here",
         remeasure_args,
         cmd_remeasure,
     ),

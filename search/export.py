@@ -1,5 +1,7 @@
-"""A study as rows: one per trial, its measurements (objectives or not), its identity
-(seed, baseline, re-run and duplicate links), the techniques it trained with, when it ran,
+"""A study as rows: one per trial, its measurements (objectives or not), whether it is on
+Optuna's strict Pareto front (`pareto`) and on the noise-aware front of configurations over
+seeds (`front`, `search.configurations`), its identity (seed, baseline, re-run and
+duplicate links), the techniques it trained with, when it ran,
 its validation accuracy after each epoch, and every technique's switch and
 hyperparameters as `.`-named columns, and, on request, the test accuracy of every trial
 with saved weights. Selection always used the validation split; the test set is read only
@@ -15,6 +17,7 @@ in a CSV field).
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -84,6 +87,7 @@ COLUMNS = {
     "number": INT,
     "state": TEXT,
     "pareto": BOOL,
+    "front": BOOL,
     "accuracy": FLOAT,
     ledger.BUDGET: INT,
     "params": INT,
@@ -129,13 +133,30 @@ def named(techniques: Iterable[str]) -> str:
     return " + ".join(n for n in REGISTRY if n in on) or "(none)"
 
 
+def switched_on(columns: dict[str, Any]) -> str:
+    """The techniques a trial's columns (`Space.columns`) switch on, `named`."""
+    return named(
+        k.removesuffix(".enabled") for k, on in columns.items() if k.endswith(".enabled") and on
+    )
+
+
 def _utc(moment: datetime | None) -> str | None:
     """Optuna's local, naive time as ISO 8601 UTC."""
     return None if moment is None else moment.astimezone(UTC).strftime(ISO_UTC)
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
+    """The trials on Optuna's strict Pareto front (a duplicate stands for its original)."""
     return {t.number for t in ledger.pareto_front(study)}
+
+
+def front_numbers(study: optuna.Study, space: Space) -> set[int]:
+    """The trials on the noise-aware front: every seed of its configurations."""
+    from search import configurations  # scipy: only once a front is made, not for `search -h`
+
+    trials = study.get_trials(deepcopy=False)
+    front = configurations.noise_aware_front(trials, space.objectives, space.directions)
+    return {n for c in front for n in c.numbers}
 
 
 def measured(trial: FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
@@ -156,13 +177,19 @@ def typed(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_row(
-    trial: FrozenTrial, space: Space, seed: int, pareto: set[int], alone: dict[str, Any]
+    trial: FrozenTrial,
+    space: Space,
+    seed: int,
+    fronts: tuple[set[int], set[int]],
+    alone: dict[str, Any],
 ) -> dict[str, Any]:
+    """The trial's row; `fronts`: the trials on the strict and on the noise-aware front."""
     attrs = trial.user_attrs
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "pareto": trial.number in pareto,
+        "pareto": trial.number in fronts[0],
+        "front": trial.number in fronts[1],
         **measured(trial, space.objectives),
         "accuracy_split": "validation",
         "latency_ms_alone": alone_ms(alone.get(str(trial.number))),
@@ -179,9 +206,7 @@ def trial_row(
     }
     if trial.params or trial.state == TrialState.COMPLETE:  # a queued trial has none yet
         columns = space.columns(trial.params, seed)
-        row[TECHNIQUES] = named(
-            k.removesuffix(".enabled") for k, on in columns.items() if k.endswith(".enabled") and on
-        )
+        row[TECHNIQUES] = switched_on(columns)
         row.update(columns)
         for attr, column in AS_TRAINED.items():
             if attrs.get(attr) is not None:  # studies before it record the asked
@@ -189,14 +214,18 @@ def trial_row(
     return typed(row)
 
 
-def rows(study: optuna.Study, settings: StudyConfig, *, only_pareto: bool) -> list[dict[str, Any]]:
+def rows(
+    study: optuna.Study, settings: StudyConfig, *, only_pareto: bool, strict: bool = False
+) -> list[dict[str, Any]]:
+    """A row per trial; `only_pareto`: only the noise-aware front's, or with `strict` only
+    Optuna's strict front's."""
     space = settings.space()
-    pareto = pareto_numbers(study)
+    fronts = pareto_numbers(study), front_numbers(study, space)
     trials = study.get_trials(deepcopy=False)
     if only_pareto:
-        trials = [t for t in trials if t.number in pareto]
+        trials = [t for t in trials if t.number in fronts[not strict]]
     alone = study.user_attrs.get(ATTR, {})
-    return [trial_row(t, space, ledger.seed_of(t, settings.seed), pareto, alone) for t in trials]
+    return [trial_row(t, space, ledger.seed_of(t, settings.seed), fronts, alone) for t in trials]
 
 
 def test_accuracy(
@@ -286,7 +315,8 @@ def write(table: list[dict[str, Any]], fmt: str, path: Path | None) -> str | Non
 
 
 def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
-    """The human-readable table the run prints: objectives and the techniques that were on."""
+    """Optuna's strict front as a run prints it with `--strict-front`, a line per trial:
+    objectives and the techniques that were on."""
     if not table:
         return "(no finished trials)"
     lines = [
@@ -302,3 +332,59 @@ def summary(table: list[dict[str, Any]], objectives: tuple[str, ...]) -> str:
     counts = {c: "{:,}".format for c in progress.COUNTS if c in shown}
     shown = shown.astype({c: int for c in counts})
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", formatters=counts)
+
+
+def front_summary(study: optuna.Study, settings: StudyConfig) -> str:
+    """The noise-aware front as a run prints it, a line per configuration (its trials, one per
+    seed): each objective's mean over its seeds ± its noise half-width (the band), with the
+    rule and the band stated under it, and how much of Optuna's strict front it leaves out."""
+    from search import configurations, front  # scipy: only once a front is made
+
+    space = settings.space()
+    trials = study.get_trials(deepcopy=False)
+    configs = configurations.noise_aware_front(trials, space.objectives, space.directions)
+    if not configs:
+        return "(no finished trials)"
+    alone = study.user_attrs.get(ATTR, {})
+    lines = []
+    for config in sorted(
+        configs, key=lambda c: c.means[0], reverse=space.directions[0] == "maximize"
+    ):
+        first = config.trials[0]
+        columns = space.columns(first.params, ledger.seed_of(first, settings.seed))
+        timed = [alone_ms(alone.get(str(n))) for n in config.numbers]
+        lines.append(
+            {
+                "trials": ", ".join(map(str, config.numbers)),
+                "seeds": len(config.trials),
+                **{
+                    o: banded(o, mean, noise)
+                    for o, mean, noise in zip(
+                        space.objectives, config.means, config.noise, strict=True
+                    )
+                },
+                "latency_ms_alone": "" if None in timed else f"{sum(timed) / len(timed):.4f}",
+                TECHNIQUES: switched_on(columns),
+            }
+        )
+    strict = pareto_numbers(study)
+    off = strict - {n for c in configs for n in c.numbers}
+    notes = [
+        front.RULE,
+        "Each value is the mean over the configuration's seeds, ± its noise half-width by that "
+        "rule: the band another configuration must clear to beat it (accuracy has none with "
+        "one seed).",
+        f"Optuna's strict front holds {len(strict)} trial(s), {len(off)} of them not on this "
+        "one: --strict-front prints it.",
+    ]
+    return "\n".join(
+        [pd.DataFrame(lines).to_string(index=False), *(textwrap.fill(n, width=100) for n in notes)]
+    )
+
+
+def banded(objective: str, mean: float, noise: float) -> str:
+    """`0.8438 ± 0.0120`: an objective's mean and its noise half-width; a count, or a value
+    without noise, alone."""
+    if objective in progress.COUNTS:
+        return f"{round(mean):,}"
+    return f"{mean:.4f}" + (f" ± {noise:.4f}" if noise else "")

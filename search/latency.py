@@ -83,9 +83,3 @@ def remeasure(
     torch.set_num_threads(threads)
     study.set_user_attr(ATTR, alone)
     return alone, skipped
-
-
-def remeasure_pareto(study: optuna.Study, settings: StudyConfig, splits: Splits) -> list[int]:
-    """After a run: time every Pareto trial not timed alone yet, CPU and GPU alike; returns
-    the trials left untimed (trained on a GPU this process does not have)."""
-    return remeasure(study, settings, splits, ledger.pareto_front(study))[1]

@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -129,6 +129,21 @@ def config_key(params: dict[str, Any], seed: int) -> str:
     return json.dumps([sorted(params.items()), seed])
 
 
+def configuration(trial: FrozenTrial) -> str:
+    """What a trial trains, whatever its seed: a designed study's label, else its parameters
+    (a queued trial's as queued). The seeds of one configuration share it; the front and the
+    means over seeds group by it."""
+    params = queued_params(trial) if trial.state == TrialState.WAITING else trial.params
+    return trial.user_attrs.get(CONFIG) or json.dumps(sorted(params.items()))
+
+
+def another_seed(trial: FrozenTrial, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(parameters, user attributes) to queue the configuration of `trial` at `seed`: its
+    exact parameters and identity (`CARRIED_ATTRS`), another seed."""
+    carried = {k: trial.user_attrs[k] for k in CARRIED_ATTRS if k in trial.user_attrs}
+    return dict(trial.params), {**carried, SEED: seed}
+
+
 def known_configurations(trials: Iterable[FrozenTrial], study_seed: int) -> dict[str, FrozenTrial]:
     """The trained, failed and running configurations of a study by key, each with the trial
     that trained (or trains) it. Interrupted trials are left out: they are trained again."""
@@ -145,6 +160,18 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
 
 
+def not_rerun(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The interrupted trials no re-run has been queued for yet."""
+    rerun = {t.user_attrs.get(RERUN_OF) for t in trials}
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.user_attrs.get(FAILURE) == INTERRUPTED
+        and t.number not in rerun
+    ]
+
+
 def requeue_interrupted(study: optuna.Study) -> int:
     """Queue again the interrupted trials not re-run yet, with their exact parameters and
     identity (`CARRIED_ATTRS`, plus `RERUN_OF`), baseline first; returns how many.
@@ -152,16 +179,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     The study then trains what an uninterrupted run would have: no reference, and no
     configuration that happened to be running at a crash, is lost.
     """
-    trials = study.get_trials(deepcopy=False)
-    rerun = {t.user_attrs.get(RERUN_OF) for t in trials}
     pending = sorted(
-        (
-            t
-            for t in trials
-            if t.state == TrialState.FAIL
-            and t.user_attrs.get(FAILURE) == INTERRUPTED
-            and t.number not in rerun
-        ),
+        not_rerun(study.get_trials(deepcopy=False)),
         key=lambda t: (not t.user_attrs.get(BASELINE, False), t.number),
     )
     for trial in pending:

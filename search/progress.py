@@ -4,7 +4,6 @@ configuration so far, and when the study should be done."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -98,8 +97,7 @@ def leader(trials: Iterable[FrozenTrial], space: Space) -> Leader | None:
     groups: dict[str, list[FrozenTrial]] = {}
     for t in trials:
         if t.state == TrialState.COMPLETE and ledger.DUPLICATE_OF not in t.user_attrs:
-            key = t.user_attrs.get(ledger.CONFIG) or json.dumps(sorted(t.params.items()))
-            groups.setdefault(key, []).append(t)
+            groups.setdefault(ledger.configuration(t), []).append(t)
     if not groups:
         return None
     means = {

@@ -41,6 +41,7 @@ from search import (
     ledger,
     progress,
     reaper,
+    seeds,
     weights,
 )
 from search.errors import UsageError
@@ -109,12 +110,14 @@ class LastSlotTaken(Exception):
 class StudySearcher(Searcher):
     """A Ray Tune searcher that proposes from, and records into, an Optuna study.
 
-    Each configuration (parameters and seed) is trained once per study. A proposal equal to
-    a finished trial is not trained: it is told that trial's outcome, so the sampler learns
-    it, and marked `duplicate_of`. A proposal equal to a running trial is told FAIL
-    (`duplicate`): its outcome is not known yet, and the sampler learns it from the running
-    trial when that finishes. Duplicates never count towards the target. A finite space
-    whose every configuration is tried ends the search, which says so.
+    Each configuration (parameters and seed) is trained once per study; with `--seeds K`,
+    the seeds a configuration lacks are queued as soon as a trial of it is accepted
+    (`search.seeds.top_up`), before its group is formed. A proposal equal to a finished
+    trial is not trained: it is told that trial's outcome, so the sampler learns it, and
+    marked `duplicate_of`. A proposal equal to a running trial is told FAIL (`duplicate`):
+    its outcome is not known yet, and the sampler learns it from the running trial when that
+    finishes. Duplicates never count towards the target. A finite space whose every
+    configuration is tried ends the search, which says so.
 
     With `members` > 1, a trial asked for is joined by queued trials of its group key
     (`trainer.group.group_key`), in queue order, each one checked as the first was, into one
@@ -243,6 +246,7 @@ class StudySearcher(Searcher):
         admitted = self._admit(trial, known)
         if admitted is None:
             return None
+        seeds.top_up(self.study, self.settings)  # `--seeds K`: its other seeds, to group
         group = [(trial, admitted[0]), *self._partners(trial, *admitted, known)]
         self.live[trial_id] = {t.number: t for t, _ in group}
         if len(group) > 1:

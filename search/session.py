@@ -16,6 +16,7 @@ import optuna
 
 from search import display, export, failpoints, latency, ledger, provenance
 from search import execution as executions
+from search import study as studies
 from search.execution import Execution
 from search.study import StudyConfig
 from spaces import Space
@@ -78,10 +79,14 @@ def run(
     plan: Execution,
     *,
     address: str | None,
+    strict_front: bool = False,
 ) -> int:
-    """Run the study to its target as `plan` says, show its progress, print the Pareto
-    front; returns the exit status (130 when interrupted)."""
-    from search import runner  # Ray is imported only when trials are about to run
+    """Run the study to its target as `plan` says, show its progress, print the noise-aware
+    Pareto front (Optuna's strict one with `strict_front`); returns the exit status (130
+    when interrupted). A design with sequential seeds
+    runs round after round, each queued when the one before is complete (`search.seeds`)."""
+    # Ray, and scipy for the seeds and the front, only when trials are about to run
+    from search import configurations, runner, seeds
 
     space = settings.space()
     provenance.record(study, splits)
@@ -99,23 +104,37 @@ def run(
         f"trials: {plan.describe()}; every run of this study keeps its threads and device",
         flush=True,
     )
-    with display.board(study, settings) as board:
-        interrupted = runner.run_study(
-            study,
-            space,
-            settings,
-            splits,
-            execution=plan,
-            address=address,
-            runs_dir=RUNS,
-            board=board,
-        )
+    while True:
+        with display.board(study, settings) as board:
+            interrupted = runner.run_study(
+                study,
+                space,
+                settings,
+                splits,
+                execution=plan,
+                address=address,
+                runs_dir=RUNS,
+                board=board,
+            )
+        step = None if interrupted else seeds.advance(study, settings)
+        if step is not None:
+            print(step.message, flush=True)
+        if step is None or not step.queued:
+            break
+        settings = studies.load_config(study)  # the target the round raised
     failpoints.reached("pareto")
-    untimed = latency.remeasure_pareto(study, settings, splits)
+    _, untimed = latency.remeasure(
+        study, settings, splits, configurations.on_either_front(study, space)
+    )
     if untimed:
         print(f"not re-timed alone (trained on a GPU this machine lacks): trials {untimed}")
-    print(f"\nPareto front of {study.study_name!r} (accuracy on the validation split):")
-    print(export.summary(export.rows(study, settings, only_pareto=True), space.objectives))
+    if strict_front:
+        print(f"\nOptuna's strict Pareto front of {study.study_name!r} (validation accuracy):")
+        table = export.rows(study, settings, only_pareto=True, strict=True)
+        print(export.summary(table, space.objectives))
+    else:
+        print(f"\nNoise-aware Pareto front of {study.study_name!r} (validation accuracy):")
+        print(export.front_summary(study, settings))
     if interrupted:
         print(
             f"\ninterrupted: {interrupted} running trial(s) recorded as interrupted; "

@@ -40,10 +40,18 @@ class StudyConfig:
     data_dir: str | None
     epochs: int | None
     weights_dir: str
-    # A designed study (`search ablate`): its design, and the training seeds per
-    # configuration. None for a `search run` study, whose sampler proposes every trial.
+    # A designed study (`search ablate`): its design. None for a `search run` study, whose
+    # sampler proposes every configuration.
     design: str | None = None
+    # Training seeds per configuration, paired (seed s is the same initialisation and data
+    # order for every configuration): every configuration of a search trains them all
+    # (`search run --seeds K`); a design's trains them first, and with `max_seeds` (`search
+    # ablate --seeds auto`) up to that many, one round at a time, while its comparison is
+    # open (`search.seeds`). `min_effect`: the difference in accuracy below which an effect
+    # counts as negligible (`--min-effect`, as a fraction), None: only its sign is decided.
     seeds: int = 1
+    max_seeds: int | None = None
+    min_effect: float | None = None
     grace_period: float = ledger.DEFAULT_GRACE  # seconds without a heartbeat: dead
     # `--pruner`: successive halving on or off whatever the space's `search.pruner` says
     # (its min_epochs and reduction still apply). None: as the space says.
@@ -119,6 +127,8 @@ def create_or_load(
             ("epochs", settings.epochs, stored.epochs),
             ("design", settings.design, stored.design),
             ("seeds", settings.seeds, stored.seeds),
+            ("max seeds", settings.max_seeds, stored.max_seeds),
+            ("min effect", settings.min_effect, stored.min_effect),
             ("pruner", settings.space().pruner, stored.space().pruner),
         )
         if ours != theirs
@@ -203,5 +213,6 @@ def load_config(study: optuna.Study) -> StudyConfig:
 
 
 def set_target(study: optuna.Study, trials: int) -> None:
-    """A new trial target for a study continued with `--trials`."""
+    """A new trial target: for a study continued with `--trials`, or grown by a round of
+    sequential seeds."""
     study.set_user_attr("trials", trials)

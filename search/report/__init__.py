@@ -23,6 +23,7 @@ from pathlib import Path
 
 import optuna
 
+from search import seeds
 from search.report.ablation import ablation_sections
 from search.report.document import Document
 from search.report.origin import provenance_section
@@ -38,8 +39,12 @@ def build(
     study: optuna.Study,
     config: StudyConfig,
     test_accuracy: Callable[[int], float] | None = None,
+    *,
+    strict_front: bool = False,
 ) -> Document:
-    """The report of `study`; `test_accuracy(trial number)` adds the test column."""
+    """The report of `study`; `test_accuracy(trial number)` adds the test column (of every
+    trial of a design, else of the front's); `strict_front`: a search's front is Optuna's
+    strict one, not the noise-aware front of configurations."""
     frame = trials_frame(study, config)
     space = config.space()
     doc = Document(f"Study {study.study_name}: {space.name}")
@@ -48,7 +53,8 @@ def build(
         return doc
     design = study.user_attrs.get("ablation")
     if test_accuracy is not None:
-        numbers = frame["number"] if design else frame.loc[frame["pareto"], "number"]
+        front = frame["pareto" if strict_front else "front"]
+        numbers = frame["number"] if design else frame.loc[front, "number"]
         frame.loc[numbers.index, "test_accuracy"] = [test_accuracy(int(n)) for n in numbers]
     trials = study.get_trials(deepcopy=False)
     left_out = "; ".join(f"{why} {n}" for why, n in others(trials).items())
@@ -58,9 +64,9 @@ def build(
         + f"; objectives {', '.join(space.objectives)}; accuracy on the validation split."
     )
     if design:
-        ablation_sections(doc, frame, design)
+        ablation_sections(doc, frame, design, seeds.plan(config))
     else:
-        search_sections(doc, study, frame, list(space.objectives))
+        search_sections(doc, study, frame, list(space.objectives), strict_front)
     provenance_section(doc, study, config, frame, test_accuracy is not None)
     return doc
 

@@ -1,6 +1,6 @@
 """A search study's sections (`search run`): its Pareto front, the importance of each
 searched parameter, each switch's marginal effect on accuracy and, when the recipe is
-searched, accuracy by recipe value. The hypervolume has its own module."""
+searched, accuracy by recipe value. The front and the hypervolume have their own modules."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 
 from search import stats
 from search.report.document import Document, Plot, _png
-from search.report.formats import _pm, _range, _thousands
+from search.report.formats import _pm, _range
 from search.report.hypervolume import hypervolume_section
-from search.report.trials import latency_note
+from search.report.pareto import front_section
 from spaces.space import BUDGET_PARAM, MODEL_PREFIX, OBJECTIVES, TRAIN_PREFIX
 
 Drawn = dict[str, optuna.distributions.BaseDistribution]
@@ -171,75 +171,16 @@ def recipe_sections(doc: Document, frame: pd.DataFrame, fields: list[str], drawn
         doc.figure(recipe_range_figure(frame, ranges, log))
 
 
-def pareto_figures(frame: pd.DataFrame, latency_column: str) -> list[Plot]:
-    front = frame[frame["pareto"]]
-    figures = []
-    fig = Figure(figsize=(6.5, 4.5))
-    ax = fig.add_subplot()
-    ax.scatter(frame[latency_column], frame["accuracy"] * 100, color="#bbbbbb", label="trials")
-    ax.scatter(front[latency_column], front["accuracy"] * 100, color="#d62728", label="Pareto")
-    ax.set_xlabel(f"latency ms ({latency_column})")
-    ax.set_ylabel("validation accuracy %")
-    ax.legend()
-    figures.append(Plot("pareto_latency.png", _png(fig), "Accuracy vs latency"))
-
-    fig = Figure(figsize=(6.5, 4.5))
-    ax = fig.add_subplot()
-    points = ax.scatter(
-        frame["params"], frame["accuracy"] * 100, c=frame[latency_column], cmap="viridis"
-    )
-    ax.scatter(
-        front["params"], front["accuracy"] * 100, facecolors="none", edgecolors="#d62728", s=90
-    )
-    fig.colorbar(points, ax=ax, label=f"latency ms ({latency_column})")
-    ax.set_xlabel("parameters (counted)")
-    ax.set_ylabel("validation accuracy %")
-    figures.append(
-        Plot(
-            "pareto_params.png",
-            _png(fig),
-            "Accuracy vs parameters, coloured by latency; circled: Pareto-optimal",
-        )
-    )
-    return figures
-
-
 def search_sections(
-    doc: Document, study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
+    doc: Document,
+    study: optuna.Study,
+    frame: pd.DataFrame,
+    objectives: list[str],
+    strict_front: bool = False,
 ) -> None:
     drawn = _drawn(study)
     switches, recipe = _switches(drawn, frame), _recipe(drawn, frame)
-    front = frame[frame["pareto"]].sort_values("accuracy", ascending=False)
-    doc.heading(f"Pareto front: {', '.join(objectives)}")
-    doc.text(
-        f"{len(front)} of {len(frame)} complete trials are Pareto-optimal on the objectives "
-        f"{', '.join(objectives)} (validation accuracy)."
-    )
-    table = pd.DataFrame({"trial": front["number"]})
-    timed_alone = bool(front["latency_ms_alone"].notna().all())
-    shown = [*objectives, "params", "latency_ms", *(["latency_ms_alone"] * timed_alone)]
-    for name in dict.fromkeys(shown):
-        values = front[name]
-        if name == "accuracy":
-            table["accuracy %"] = [f"{v * 100:.2f}" for v in values]
-        elif name.startswith("latency"):
-            table[name] = [f"{v:.4f}" for v in values]
-        else:
-            table[name] = [_thousands(v) for v in values]
-    table["techniques"] = front["techniques"]
-    for name in recipe:  # what each trial trained with, when it was searched
-        table[name] = [f"{v:.3g}" if isinstance(v, float) else v for v in front[name]]
-    if "test_accuracy" in front:
-        table["test accuracy %"] = [f"{v * 100:.2f}" for v in front["test_accuracy"]]
-    doc.table(table)
-    doc.text(f"Latency: {latency_note(front, 'latency_ms')}")
-    if timed_alone:
-        doc.text(f"{latency_note(front, 'latency_ms_alone')} The front was chosen on latency_ms.")
-    else:
-        doc.text("The front was not timed alone: `search remeasure STUDY` does it.")
-    doc.text("The figures show latency_ms, measured the same way for every trial.")
-    for figure in pareto_figures(frame, "latency_ms"):
-        doc.figure(figure)
+    front_section(doc, study, frame, objectives, recipe, strict_front)
 
     if len(objectives) > 1:
         hypervolume_section(doc, frame, objectives)

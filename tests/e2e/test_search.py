@@ -72,8 +72,9 @@ def test_quickstart_runs_and_exports_what_the_study_holds(search, tmp_path: Path
 
     out = tmp_path / "front.json"
     front = search(
-        "export", "qs", "--storage", url, "--pareto", "--format", "json", "-o", str(out), "--test"
-    )
+        "export", "qs", "--storage", url, "--pareto", "--strict-front", "--format", "json",
+        "-o", str(out), "--test",
+    )  # fmt: skip
     assert front.returncode == 0, front.stderr
     rows = json.loads(out.read_text())
     assert {r["number"] for r in rows} == {t.number for t in study.best_trials}

@@ -348,6 +348,6 @@ def test_oat_ablation_trains_the_design_with_paired_seeds_and_resumes_to_nothing
         assert row["vs"] == "baseline" and row["seeds"] == "2"
         assert row["Δ points"].startswith(("+", "-"))
         assert row["Δ CI (Holm, 3 tests)"].startswith("[")
-        assert row["within noise"] in ("yes", "no")
+        assert row["verdict"] in ("resolved gain", "resolved loss", "within noise")
     check_figures(tmp_path / "rep", ["delta.png"])
     assert study.user_attrs["provenance"]["split"] in markdown

@@ -61,6 +61,10 @@ BAD_INPUTS = {
         ["export", "ghost", "--storage", "postgresql://user:secretpw@127.0.0.1:1/db"],
         "cannot open storage 'postgresql://user:***@127.0.0.1:1/db'",
     ),
+    "a strict front without a front to choose": (
+        ["export", "kept", "--storage", "{kept}", "--strict-front"],
+        "--strict-front chooses the front --pareto keeps",
+    ),
     "alias bomb": (["run", str(REGRESSIONS / "alias_bomb.yaml")], "over 10,000 values"),
     "data path walked": (["run", str(REGRESSIONS / "dataset_root.yaml")], "data.dataset = '/'"),
 }

@@ -291,12 +291,13 @@ def test_the_report_of_a_recipe_search_says_how_accuracy_varied_with_each_field(
     # The importance table ranks the recipe fields beside the switches.
     importance = table_rows(markdown, "parameter")
     assert {r["parameter"] for r in importance} >= set(varied)
-    # The front shows each trial's searched recipe.
-    front = table_rows(markdown, "trial")
+    # The front shows each configuration's searched recipe (one seed: one trial each).
+    front = table_rows(markdown, "trials")
     trials = {t.number: t for t in search.study.trials}
+    assert front
     for row in front:
         assert float(row["train.lr"]) == pytest.approx(
-            trials[int(row["trial"])].params["train.lr"], rel=1e-2
+            trials[int(row["trials"])].params["train.lr"], rel=1e-2
         )
     # Per choice: each value's trials and mean, as the frame has them.
     # Ranges (epochs, lr, stage ratio) are drawn against accuracy instead.

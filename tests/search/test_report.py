@@ -24,9 +24,11 @@ from matplotlib.collections import PathCollection
 from scipy import stats as scipy_stats
 
 from search import export, provenance, report, stats
+from search.front import RULE
 from search.report import trials_frame
 from search.report.ablation import STYLES, ablation_table, delta_figure
 from search.report.formats import _mflops, _thousands
+from search.sequential import PROCEDURE, Plan, sequential_verdicts
 from search.study import StudyConfig, load_config
 from spaces import load
 
@@ -114,14 +116,25 @@ def make_study(
     for key, value in {**vars(config), **(attrs or {})}.items():
         study.set_user_attr(key, value)
     for params, user_attrs, metrics in trials:
-        study.enqueue_trial(params, user_attrs=user_attrs)
-        trial = study.ask()
-        space.suggest(trial, user_attrs.get("seed", 0))
-        for key, value in metrics.items():
-            if key not in space.objectives:
-                trial.set_user_attr(key, value)
-        study.tell(trial, [metrics[o] for o in space.objectives])
+        add_trial(study, space, params, user_attrs, metrics)
     return study
+
+
+def add_trial(
+    study: optuna.Study,
+    space: Any,
+    params: dict[str, Any],
+    user_attrs: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    """A trial asked with `params` and `user_attrs` and told `metrics`."""
+    study.enqueue_trial(params, user_attrs=user_attrs)
+    trial = study.ask()
+    space.suggest(trial, user_attrs.get("seed", 0))
+    for key, value in metrics.items():
+        if key not in space.objectives:
+            trial.set_user_attr(key, value)
+    study.tell(trial, [metrics[o] for o in space.objectives])
 
 
 def metrics(accuracy: float, params: int = 1490, latency: float = 0.2, **extra: Any) -> dict:
@@ -172,7 +185,8 @@ ACCURACY = {
 }
 
 
-def ablation_study(url: str, name: str = "abl") -> optuna.Study:
+def ablation_study(url: str, name: str = "abl", settings: dict | None = None) -> optuna.Study:
+    """The design's study, its settings (study attributes) updated by `settings`."""
     space = load("mnist_budget_1_5k")
     trials = []
     for seed in range(3):
@@ -181,7 +195,8 @@ def ablation_study(url: str, name: str = "abl") -> optuna.Study:
             on = [t for t in config["techniques"] if space.techniques[t].switch == "search"]
             attrs = {"config": label, "seed": seed, "baseline": label == "baseline"}
             trials.append((space.default_params(on), attrs, metrics(ACCURACY[label][seed])))
-    return make_study(url, name, "mnist_budget_1_5k", trials, {"design": "oat", "ablation": DESIGN})
+    settings = {"design": "oat", "ablation": DESIGN, **(settings or {})}
+    return make_study(url, name, "mnist_budget_1_5k", trials, settings)
 
 
 def table_rows(markdown: str, first_column: str) -> list[dict[str, str]]:
@@ -220,7 +235,7 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
             f"{interval.mean * 100:.2f} ± {(interval.high - interval.mean) * 100:.2f}"
         )
         assert row["params"] == "1,490" and row["MFLOPs"] == "0.0400"  # 40,000 FLOPs
-    assert rows["baseline"]["vs"] == "" and rows["baseline"]["within noise"] == ""
+    assert rows["baseline"]["vs"] == "" and rows["baseline"]["verdict"] == ""
     treated = ("+blurpool", "+se", "-gap")
     diffs = {k: np.subtract(ACCURACY[k], ACCURACY["baseline"]) for k in treated}
     effects = dict(zip(diffs, stats.effects(list(diffs.values())), strict=True))
@@ -231,7 +246,12 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
         low, high = effect.delta.low * 100, effect.delta.high * 100
         assert row["Δ CI (Holm, 3 tests)"] == f"[{low:+.2f}, {high:+.2f}]"
         assert float(row["p (Holm)"]) == pytest.approx(effect.p_holm, rel=1e-2)
-    assert [rows[k]["within noise"] for k in ("+blurpool", "+se", "-gap")] == ["no", "yes", "no"]
+    verdicts = [rows[k]["verdict"] for k in ("+blurpool", "+se", "-gap")]
+    assert verdicts == ["resolved gain", "within noise", "resolved loss"]
+    # the unresolved one: its mean is a sixth of its spread, past 100 seeds; resolved: none
+    assert rows["+se"]["seeds needed"] == "> 100"
+    assert rows["+blurpool"]["seeds needed"] == rows["-gap"]["seeds needed"] == ""
+    assert "Procedure: paired t-tests, Holm's step-down across the 3 comparisons" in markdown
     assert "Not trained: +sam: incompatible" in markdown
     assert "re-measured alone" not in markdown and "measured inside each trial" in markdown
     assert "median of 50 timed calls after 10 warm-up calls" in markdown
@@ -280,6 +300,42 @@ def test_the_delta_chart_tells_gains_losses_and_noise_apart_and_shows_each_seed(
     assert sorted(dots[:, 0]) == pytest.approx(sorted(np.concatenate(paired)))
     legend = {t.get_text() for t in ax.get_legend().get_texts()}
     assert {"resolved gain", "resolved loss", "within noise", "a seed's Δ"} == legend
+
+
+def test_a_sequential_design_reports_its_procedure_and_the_seeds_each_got(
+    search, tmp_path: Path
+) -> None:
+    """`--seeds auto`: the verdicts are the sequential procedure's (search/sequential.py),
+    on the seeds each configuration got (here +blurpool and -gap stopped at 3, +se went on
+    to the plan's 5 with the baseline)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = ablation_study(url, settings={"seeds": 3, "max_seeds": 5})
+    more = {"baseline": [0.902, 0.908], "+se": [0.915, 0.918]}  # +se: 0.5 points, open
+    space = load("mnist_budget_1_5k")
+    for label, values in more.items():
+        config = next(c for c in DESIGN["configs"] if c["label"] == label)
+        on = [t for t in config["techniques"] if space.techniques[t].switch == "search"]
+        for seed, accuracy in enumerate(values, start=3):
+            attrs = {"config": label, "seed": seed, "baseline": label == "baseline"}
+            add_trial(study, space, space.default_params(on), attrs, metrics(accuracy))
+    result = search("report", "abl", "--storage", url, "-o", str(tmp_path / "rep"))
+    assert result.returncode == 0, result.stderr
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Ablation: design oat, seeds auto (3..5)" in markdown
+    assert PROCEDURE in markdown
+    rows = {r["configuration"]: r for r in table_rows(markdown, "configuration")}
+    assert [rows[k]["seeds"] for k in rows] == ["5", "3", "5", "3"]
+    accuracy = {k: dict(enumerate(v + more.get(k, []))) for k, v in ACCURACY.items()}
+    differences = [
+        stats.paired(accuracy[k], accuracy["baseline"])[1] for k in ("+blurpool", "+se", "-gap")
+    ]
+    verdicts = sequential_verdicts(differences, Plan(3, 5))
+    for label, verdict in zip(("+blurpool", "+se", "-gap"), verdicts, strict=True):
+        row = rows[label]
+        low, high = verdict.interval.low * 100, verdict.interval.high * 100
+        assert row["Δ CI (repeated, 3 tests)"] == f"[{low:+.2f}, {high:+.2f}]"
+        assert row["seeds needed"] == ("" if verdict.resolved else str(verdict.seeds_needed))
+    assert rows["+se"]["verdict"] == "within noise" and 5 < int(rows["+se"]["seeds needed"]) < 100
 
 
 @pytest.mark.parametrize(
@@ -359,16 +415,22 @@ def test_search_report_draws_the_front_and_ranks_the_switches(search, tmp_path: 
     assert digest(db) == before
     markdown = (out / "report.md").read_text()
     check_figures(out, ["pareto_latency.png", "pareto_params.png", "hypervolume.png"])
-    front = table_rows(markdown, "trial")
-    assert {int(r["trial"]) for r in front} == {t.number for t in study.best_trials}
+    front = table_rows(markdown, "trials")  # one seed: a configuration is one trial
+    strict = {t.number for t in study.best_trials}
+    assert front and {int(r["trials"]) for r in front} <= strict
+    assert RULE in markdown and "## Pareto front (noise-aware)" in markdown
     assert {r["budget"] for r in front} <= {"400", "1,000", "2,000"}  # counts read as counts
     assert {r["params"] for r in front} <= {"396", "990", "1,980"}
     for row in front:  # named as the export names them
-        on = [n for n in study.trials[int(row["trial"])].params if n.endswith(".enabled")]
-        trial = study.trials[int(row["trial"])]
+        trial = study.trials[int(row["trials"])]
+        on = [n for n in trial.params if n.endswith(".enabled")]
         assert row["techniques"] == export.named(
             n.removesuffix(".enabled") for n in on if trial.params[n]
         )
+        assert row["latency_ms"] == f"{trial.values[2]:.4f} ± 0.0100"  # its IQR: the band
+        assert row["accuracy %"] == f"{trial.values[0] * 100:.2f} (1 seed)"
+    shown = report.build(study, load_config(study), strict_front=True).markdown()
+    assert {int(r["trials"]) for r in table_rows(shown, "trials")} == strict
     importance = pd.DataFrame(table_rows(markdown, "parameter")).set_index("parameter")
     importance = importance.astype(float)
     assert importance["accuracy"].idxmax() == "mixup.enabled"

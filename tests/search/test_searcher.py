@@ -74,8 +74,10 @@ class Search:
         trials: int,
         seeds: int | None = None,
         members: int = 1,
+        search_seeds: int = 1,
     ):
-        """`seeds`: a designed study, its oat design at that many seeds; `members`: `--fuse`."""
+        """`seeds`: a designed study, its oat design at that many seeds; `members`: `--fuse`;
+        `search_seeds`: a search's seeds per configuration (`search run --seeds K`)."""
         self.splits, self.messages, self.members = splits, [], members
         self.config = StudyConfig(
             space_source=space.source,
@@ -85,7 +87,7 @@ class Search:
             epochs=None,
             weights_dir=str(tmp_path / "weights"),
             design="oat" if seeds else None,
-            seeds=seeds or 1,
+            seeds=seeds or search_seeds,
         )
         queue = ablate.oat(space).queue(space, range(seeds)) if seeds else None
         storage = optuna.storages.InMemoryStorage()
@@ -330,6 +332,67 @@ def test_queued_trials_train_even_when_the_space_is_exhausted_at_the_study_seed(
     assert len(trained) == 16 and len(set(keys(trained))) == 16
     assert sorted(t.user_attrs["seed"] for t in trained) == [0] * 8 + [1] * 8
     assert any("all 8 configurations of the space are tried" in m for m in search.messages)
+
+
+def test_with_k_seeds_every_configuration_trains_each_seed_once_side_by_side(
+    tmp_path: Path, splits: Splits
+) -> None:
+    """`--seeds 3`: the sampler proposes at the study's seed and the other two seeds of that
+    configuration are queued at once, before it proposes again; a proposal of a trained
+    configuration is a duplicate of its first seed, not a fourth seed."""
+    search = Search(
+        tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=9, search_seeds=3
+    )
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 9 and len(set(keys(trained))) == 9
+    groups: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in trained:
+        groups.setdefault(ledger.configuration(t), []).append(t)
+    assert len(groups) == 3
+    for group in groups.values():
+        assert [t.user_attrs["seed"] for t in group] == [0, 1, 2]
+        assert [t.number for t in group] == list(range(group[0].number, group[0].number + 3))
+        assert len({t.user_attrs["final_loss"] for t in group}) == 3  # three initialisations
+    assert groups[ledger.configuration(search.study.trials[0])][1].user_attrs["baseline"]
+    for trial in search.study.trials:
+        if "duplicate_of" in trial.user_attrs:
+            assert trial.user_attrs["seed"] == 0
+
+
+def test_a_configurations_seeds_train_as_one_fused_group(tmp_path: Path, splits: Splits) -> None:
+    """`--seeds 3 --fuse 3`: the seeds a proposal lacks are queued before its group is
+    formed, so the group is the configuration's three seeds."""
+    space = space_file(tmp_path, THREE_SWITCHES)
+    search = Search(tmp_path, space, splits, trials=6, members=3, search_seeds=3)
+    members = search.searcher.suggest("g")[MEMBERS_KEY]
+    assert [m[SEED_KEY] for m in members] == [0, 1, 2]
+    params = [{k: v for k, v in m.items() if k not in (TRIAL_KEY, SEED_KEY)} for m in members]
+    assert params[0] == params[1] == params[2]
+    search.train_group("g", members)
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 6 and len({t.user_attrs[ledger.GROUP] for t in trained}) == 2
+
+
+def test_an_interrupted_seed_is_trained_again_and_no_seed_twice(
+    tmp_path: Path, splits: Splits
+) -> None:
+    search = Search(
+        tmp_path, space_file(tmp_path, THREE_SWITCHES), splits, trials=4, search_seeds=2
+    )
+    first = search.suggest("a")  # the baseline at seed 0
+    second = search.suggest("b")  # its seed 1, queued before anything new
+    assert (first[SEED_KEY], second[SEED_KEY]) == (0, 1)
+    search.train("a", first)
+    assert search.searcher.interrupted() == 1  # Ctrl-C while seed 1 trained
+    assert ledger.requeue_interrupted(search.study) == 1
+    search.searcher = search.new_searcher()
+    search.drive()
+    trained = search.trained()
+    assert len(trained) == 4 and len(set(keys(trained))) == 4
+    assert sorted(t.user_attrs["seed"] for t in trained) == [0, 0, 1, 1]
+    assert search.study.trials[2].user_attrs["rerun_of"] == 1
 
 
 # -- fused groups (`--fuse`) ---------------------------------------------------------------
