@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 
-def run_search(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`search ARGS` in a fresh process, from `cwd`, with its output captured."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_search(
+    *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`search ARGS` in a fresh process, from `cwd`, with its output captured; `env` adds to
+    (or overrides) this process's environment, e.g. SEARCH_FAILPOINT."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "search.cli", *args],
         cwd=cwd,

@@ -9,10 +9,8 @@ outlives its driver."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from io import StringIO
@@ -21,6 +19,7 @@ from pathlib import Path
 import optuna
 import procs
 import pytest
+from conftest import run_search
 from optuna.trial import TrialState
 
 from search import ledger
@@ -34,27 +33,19 @@ def test_a_fused_ablation_survives_kill_9_with_every_member_resumed(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 's.db'}"
     tag = procs.new_tag()
     env = {
-        **os.environ,
         procs.TAG: tag,
         "RAY_TMPDIR": tempfile.mkdtemp(prefix="rg", dir="/tmp"),  # short: Ray's socket paths
-        "PYTHONUNBUFFERED": "1",
     }
-    cli = [sys.executable, "-m", "search.cli"]
-    ablate = [*cli, "ablate", "quickstart", "--design", "oat", "--seeds", "3", "--fuse", "3"]
+    ablate = ["ablate", "quickstart", "--design", "oat", "--seeds", "3", "--fuse", "3"]
     ablate += ["--epochs", "2", "--study", "g", "--storage", url, "--parallel", "1"]
 
-    def search(command: list[str], failpoint: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            command,
-            cwd=tmp_path,
-            env={**env, "SEARCH_FAILPOINT": failpoint},
-            capture_output=True,
-            text=True,
-            timeout=900,
+    def search(*args: str, failpoint: str = "") -> subprocess.CompletedProcess:
+        return run_search(
+            *args, cwd=tmp_path, env={**env, "SEARCH_FAILPOINT": failpoint}, timeout=900
         )
 
     try:
-        killed = search(ablate, failpoint="epoch")  # the driver dies on its first epoch report
+        killed = search(*ablate, failpoint="epoch")  # the driver dies on its first epoch report
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         running = optuna.load_study(study_name="g", storage=url).get_trials(
             states=(TrialState.RUNNING,)
@@ -64,10 +55,10 @@ def test_a_fused_ablation_survives_kill_9_with_every_member_resumed(tmp_path: Pa
         checkpoints = tmp_path / "runs" / "weights" / "g" / "checkpoints"
         assert len(list(checkpoints.glob("*.pt"))) == 3  # one per member, after epoch 1
 
-        resumed = search([*cli, "resume", "g", "--storage", url, "--parallel", "2"])
+        resumed = search("resume", "g", "--storage", url, "--parallel", "2")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert "3 interrupted trial(s) queued to train again" in resumed.stdout
-        exported = search([*cli, "export", "g", "--storage", url])
+        exported = search("export", "g", "--storage", url)
         assert exported.returncode == 0, exported.stderr
     finally:
         procs.kill_tagged(tag)  # whatever Ray left, should the reaper have failed

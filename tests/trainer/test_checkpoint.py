@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import replace
 from functools import cache
@@ -20,6 +19,7 @@ import optuna
 import procs
 import pytest
 import torch
+from conftest import run_search
 from optuna.trial import TrialState
 
 from search import export, ledger
@@ -240,27 +240,19 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 's.db'}"
     tag = procs.new_tag()
     env = {
-        **os.environ,
         procs.TAG: tag,
         "RAY_TMPDIR": tempfile.mkdtemp(prefix="rc", dir="/tmp"),  # short: Ray's socket paths
-        "PYTHONUNBUFFERED": "1",
     }
-    cli = [sys.executable, "-m", "search.cli"]
-    start = [*cli, "run", "quickstart", "--study", "c", "--storage", url, "--trials", "3"]
+    start = ["run", "quickstart", "--study", "c", "--storage", url, "--trials", "3"]
     start += ["--epochs", "3", "--parallel", "1"]
 
-    def search(command: list[str], failpoint: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            command,
-            cwd=tmp_path,
-            env={**env, "SEARCH_FAILPOINT": failpoint},
-            capture_output=True,
-            text=True,
-            timeout=600,
+    def search(*args: str, failpoint: str = "") -> subprocess.CompletedProcess:
+        return run_search(
+            *args, cwd=tmp_path, env={**env, "SEARCH_FAILPOINT": failpoint}, timeout=600
         )
 
     try:
-        killed = search(start, failpoint="epoch")  # the driver dies on its first epoch report
+        killed = search(*start, failpoint="epoch")  # the driver dies on its first epoch report
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         checkpoints = tmp_path / "runs" / "weights" / "c" / "checkpoints"
         assert list(checkpoints.glob("*.pt")), "no checkpoint after the first epoch"
@@ -268,7 +260,7 @@ def test_a_trial_killed_mid_trial_resumes_from_its_last_epoch(tmp_path: Path) ->
         assert [t.state for t in killed_trials] == [TrialState.RUNNING]
         assert killed_trials[0].user_attrs["baseline"] is True
 
-        resumed = search([*cli, "resume", "c", "--storage", url, "--parallel", "1"])
+        resumed = search("resume", "c", "--storage", url, "--parallel", "1")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert "1 interrupted trial(s) queued to train again" in resumed.stdout
     finally:

@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from io import StringIO
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import run_search
 from optuna.trial import TrialState
 
 from search import ledger
@@ -38,23 +36,11 @@ def tiny(tmp_path: Path) -> str:
     return str(path)
 
 
-def search_killed_at(failpoint: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEARCH_FAILPOINT": failpoint, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_sequential_seeds_survive_a_kill_between_rounds(search, tiny: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     args = ["--study", "a", "--storage", url, "--parallel", "2"]
     design = ["ablate", tiny, "--seeds", "auto", "--min-seeds", "2", "--max-seeds", "3", *args]
-    killed = search_killed_at("round", *design, cwd=tmp_path)
+    killed = run_search(*design, cwd=tmp_path, env={"SEARCH_FAILPOINT": "round"})
     assert killed.returncode == -9, killed.stderr + killed.stdout
     study = optuna.load_study(study_name="a", storage=url)
     assert ledger.done(study.trials) == 8  # round 1: 4 configurations x 2 seeds
