@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from trainer.atomic import write_atomic
-from trainer.spec import TrainSpec, TrialSpec
+from trainer.spec import ArchSpec, StageSpec, TrainSpec, TrialSpec
 from trainer.techniques.base import Technique
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ FORMAT = 1
 # Recipe fields added since FORMAT 1, left out of the fingerprint at their defaults: a trial
 # that does not use them resumes a checkpoint written before they existed.
 ADDED_TRAIN_FIELDS = ("warmup_fraction", "no_wd_bn_bias")
+# Architecture fields added since FORMAT 1 (blocks), left out alike at their defaults.
+ADDED_ARCH_FIELDS = ("expansion", "bottleneck_act", "residual", "late_downsample")
+ADDED_STAGE_FIELDS = ("kernel",)
 
 
 def fingerprint(spec: TrialSpec, *, steps_per_epoch: int, batch_size: int, device: str) -> str:
@@ -46,6 +49,13 @@ def fingerprint(spec: TrialSpec, *, steps_per_epoch: int, batch_size: int, devic
     for name in ADDED_TRAIN_FIELDS:
         if described["train"][name] == getattr(TrainSpec, name):
             del described["train"][name]
+    for name in ADDED_ARCH_FIELDS:
+        if described["arch"][name] == getattr(ArchSpec, name):
+            del described["arch"][name]
+    for stage in described["arch"]["stages"]:
+        for name in ADDED_STAGE_FIELDS:
+            if stage[name] == getattr(StageSpec, name):
+                del stage[name]
     return json.dumps(
         [FORMAT, described, steps_per_epoch, batch_size, device], sort_keys=True, default=str
     )

@@ -251,6 +251,7 @@ def mutate(kind: str, doc: dict, draw: Any) -> bytes:
                 switch = {"enabled": switch or "search", "decay": decay}
             if switch is not None:
                 doc = set_at(doc, ("techniques", name), switch)
+        return document(doc)
     if kind == "stage_field":  # a stage's blocks or kernel: fixed, choices or a range
         stages = doc["model"]["stages"]
         i = draw(st.integers(0, len(stages) - 1))
