@@ -64,8 +64,13 @@ def test_a_wide_presets_baseline_is_its_shipped_presets(wide: str, shipped: str)
     assert a.techniques.keys() == b.techniques.keys()
 
 
+# A wide preset trains its shipped preset's baseline exactly (the test above), so training it
+# again would only repeat that preset's check at twice the suite's time.
+SAME_BASELINE = {"mnist_wide_1_5k", "cifar_wide_140k"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", spaces.preset_names())
+@pytest.mark.parametrize("preset", sorted(set(spaces.preset_names()) - SAME_BASELINE))
 def test_baseline_reaches_the_stated_accuracy(preset: str) -> None:
     space = spaces.load(preset)
     assert space.protocol is not None and space.protocol.expected is not None
