@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,15 +126,9 @@ COLUMNS = {
 }
 
 
-def named(techniques: Iterable[str]) -> str:
-    """Techniques as every table names them: registry order, joined by " + "."""
-    on = set(techniques)
-    return " + ".join(n for n in REGISTRY if n in on) or "(none)"
-
-
 def switched_on(columns: dict[str, Any]) -> str:
     """The techniques a trial's columns (`Space.columns`) switch on, `named`."""
-    return named(
+    return progress.named(
         k.removesuffix(".enabled") for k, on in columns.items() if k.endswith(".enabled") and on
     )
 

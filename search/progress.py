@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import ledger
 from spaces import Space
 from spaces.space import BUDGET_PARAM, TRAIN_PREFIX
+from trainer.techniques import REGISTRY
 
 EPOCHS_PARAM = f"{TRAIN_PREFIX}epochs"  # a trial's epochs, where the recipe searches them
 
@@ -38,6 +39,12 @@ def duration(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def named(techniques: Iterable[str]) -> str:
+    """Techniques as every table and progress line names them: registry order, " + "."""
+    on = set(techniques)
+    return " + ".join(n for n in REGISTRY if n in on) or "(none)"
+
+
 def label(trial: FrozenTrial | optuna.Trial, space: Space) -> str:
     """What a trial trains, in words: a designed study's label of its configuration (`+se`,
     `full-mixup`), else the searched techniques it switches on ("blurpool + mixup") and, where
@@ -46,7 +53,8 @@ def label(trial: FrozenTrial | optuna.Trial, space: Space) -> str:
     if designed:
         return designed
     params = trial.params
-    text = " + ".join(n for n in space.techniques if params.get(f"{n}.enabled")) or "no technique"
+    on = [n for n in space.techniques if params.get(f"{n}.enabled")]
+    text = named(on) if on else "no technique"
     if BUDGET_PARAM in params:
         text += f", {value('params', params[BUDGET_PARAM])} params"
     return text

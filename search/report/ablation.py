@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from search import ablate, seeds, stats
-from search.export import named
+from search.progress import named
 from search.report.document import Document, Plot, _png
 from search.report.formats import _mflops, _pm, _range, _thousands
 from search.report.trials import latency_figure, latency_note

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 from test_report import make_study, metrics
 
-from search import cli, export
+from search import cli, export, progress
 from search.export import COLUMNS, FINISHED, FLOAT, INT, LIST, STARTED, TECHNIQUES, TIME
 from spaces import load
 from trainer.techniques import REGISTRY
@@ -154,7 +154,7 @@ def test_the_techniques_column_names_them_as_the_report_does(exported: dict[str,
             assert row[TECHNIQUES] is None  # no parameters drawn yet
             continue
         on = [n for n in REGISTRY if row.get(f"{n}.enabled") is True]
-        assert row[TECHNIQUES] == (" + ".join(on) or "(none)") == export.named(reversed(on))
+        assert row[TECHNIQUES] == (" + ".join(on) or "(none)") == progress.named(reversed(on))
     assert {r[TECHNIQUES] for r in rows if r[TECHNIQUES]} != {"(none)"}  # some have some
 
 

@@ -23,7 +23,7 @@ from matplotlib import image
 from matplotlib.collections import PathCollection
 from scipy import stats as scipy_stats
 
-from search import export, provenance, report, stats
+from search import progress, provenance, report, stats
 from search.front import RULE
 from search.report import trials_frame
 from search.report.ablation import STYLES, ablation_table, delta_figure
@@ -424,7 +424,7 @@ def test_search_report_draws_the_front_and_ranks_the_switches(search, tmp_path: 
     for row in front:  # named as the export names them
         trial = study.trials[int(row["trials"])]
         on = [n for n in trial.params if n.endswith(".enabled")]
-        assert row["techniques"] == export.named(
+        assert row["techniques"] == progress.named(
             n.removesuffix(".enabled") for n in on if trial.params[n]
         )
         assert row["latency_ms"] == f"{trial.values[2]:.4f} ± 0.0100"  # its IQR: the band
