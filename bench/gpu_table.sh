@@ -11,6 +11,9 @@
 #   .gps                an earlier call's state.tgz.* parts, only where the machine went cold
 #                       since (a warm one still has the study in runs/)
 # Usage there: bash bench/gpu_table.sh PRESET STUDY EPOCHS SECONDS_FOR_THE_STUDY [PARALLEL]
+# PRESET may be a space file of the working tree; DESIGN (default paper), SEEDS (default 3)
+# and FUSE (default auto: fused groups of the trials that share a network) choose the
+# ablation, e.g. DESIGN=loo SEEDS=5 for docs/cifar-past/candidate.yaml (RESULTS.md).
 # The study stops after SECONDS with SIGTERM, which records its running trials as
 # interrupted (their per-epoch checkpoints stay in runs/); the next call resumes them.
 # Writes to $OUT: log.txt, report.tgz (`search report --test` of the study so far) and
@@ -18,6 +21,7 @@
 # call or `search remeasure` on a quiet CPU: `cat state.tgz.* | tar xzf -`).
 set -uo pipefail
 preset="$1" study="$2" epochs="$3" seconds="$4" parallel="${5:-11}"
+design="${DESIGN:-paper}" seeds="${SEEDS:-3}" fuse="${FUSE:-auto}"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 site=/tmp/site
 [ -d "$site/ray" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
@@ -46,8 +50,9 @@ storage="sqlite:///$PWD/$db"
 gpus=$(python3 -c "print(int(100 / $parallel) / 100)")
 # --foreground: signal the driver alone; timeout's default, its whole process group, would
 # stop Ray's workers under the driver as it records its running trials as interrupted.
-timeout --foreground -k 60 "$seconds" python3 -m search.cli ablate "$preset" --design paper --seeds 3 \
-    --epochs "$epochs" --parallel "$parallel" --gpus-per-trial "$gpus" --study "$study" \
+timeout --foreground -k 60 "$seconds" python3 -m search.cli ablate "$preset" --design "$design" \
+    --seeds "$seeds" --fuse "$fuse" --epochs "$epochs" --parallel "$parallel" \
+    --gpus-per-trial "$gpus" --study "$study" \
     --data-dir "$data" --storage "$storage" 2>&1 | tee -a "$log"
 python3 -m search.cli status "$study" --storage "$storage" >>"$log" 2>&1
 rm -rf /tmp/report

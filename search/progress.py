@@ -54,7 +54,10 @@ def label(trial: FrozenTrial | optuna.Trial, space: Space) -> str:
         return designed
     params = trial.params
     on = [n for n in space.techniques if params.get(f"{n}.enabled")]
-    text = named(on) if on else "no technique"
+    # A technique the space fixes on is in every trial; without a searched one on, "no
+    # technique" would misname a trial that trains it.
+    fixed = any(choice.switch == "on" for choice in space.techniques.values())
+    text = named(on) if on else ("no searched technique" if fixed else "no technique")
     if BUDGET_PARAM in params:
         text += f", {value('params', params[BUDGET_PARAM])} params"
     return text

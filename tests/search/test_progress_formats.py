@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search import progress
 from spaces import load
-from spaces.space import BUDGET_PARAM
+from spaces.space import BUDGET_PARAM, TechniqueChoice
 
 
 @pytest.mark.parametrize(
@@ -74,6 +74,8 @@ def test_a_trial_is_labelled_by_its_design_label_else_by_its_techniques_on() -> 
         "blurpool + mixup"
     )
     assert progress.label(finished([0.9], params=on()), space) == "no technique"
+    fixed = replace(space, techniques={**space.techniques, "gap": TechniqueChoice("gap", "on", {})})
+    assert progress.label(finished([0.9], params=on()), fixed) == "no searched technique"
     levels = {**on("gap"), BUDGET_PARAM: 2000}
     assert progress.label(finished([0.9], params=levels), space) == "gap, 2,000 params"
 
