@@ -44,13 +44,21 @@ class Cost:
     step_seconds: float
 
 
+# A 1-minute load average from this much up counts as other work on the machine: a probe
+# whose threads share busy cores runs many times slower than it will alone (two 2-thread
+# trials on 2 cores ran ~10x slower than two 1-thread ones, README), so the table says so.
+BUSY_LOAD = 1.0
+
+
 @dataclass(frozen=True)
 class Machine:
-    """Where the probe ran, as the trials will: device and threads per trial."""
+    """Where the probe ran, as the trials will: device, threads per trial, and the load
+    other processes put on its cores before the probe began."""
 
     device: str
     threads: int
     parallel: int
+    load: float = 0.0
 
     @classmethod
     def here(cls, parallel: int, gpus_per_trial: float) -> Machine:
@@ -59,7 +67,7 @@ class Machine:
         GPU share."""
         gpus = gpus_per_trial if torch.cuda.is_available() else 0.0
         chosen = execution.first(parallel, gpus, float(os.cpu_count() or 1))
-        return cls(chosen.device, chosen.threads, parallel)
+        return cls(chosen.device, chosen.threads, parallel, os.getloadavg()[0])
 
 
 def steps_per_epoch(space: Space, splits: Splits) -> int:
@@ -147,4 +155,10 @@ def describe(costs: list[Cost], space: Space, splits: Splits, seeds: int, machin
         f"estimated training time: {_seconds(total)} in all, about "
         f"{_seconds(total / machine.parallel)} with {at_once}, plus each trial's start-up"
     )
+    if machine.load >= BUSY_LOAD:
+        lines.append(
+            f"note: other work kept this machine busy as the probe ran (1-minute load "
+            f"{machine.load:.1f}); the times above are what trials take while it stays so, "
+            "and can be many times what they take on idle cores"
+        )
     return "\n".join(lines)

@@ -54,3 +54,16 @@ def test_the_table_scales_a_step_to_the_study_and_says_it_is_an_estimate(
         "estimated training time: 18s in all, about 9.2s with 2 trials at once, plus each "
         "trial's start-up"
     )
+    assert "busy" not in text
+
+
+def test_the_table_says_when_other_work_inflated_the_probe(splits: Splits) -> None:
+    """A probe on busy cores runs many times slower than the trials will on idle ones."""
+    space = load("quickstart")
+    costs = [estimate.Cost("baseline", 1987, "19-17-35", 0.01)]
+    busy = estimate.describe(costs, space, splits, 3, estimate.Machine("cpu", 2, 1, 4.2))
+    assert busy.splitlines()[-1].startswith(
+        "note: other work kept this machine busy as the probe ran (1-minute load 4.2)"
+    )
+    quiet = estimate.describe(costs, space, splits, 3, estimate.Machine("cpu", 2, 1, 0.3))
+    assert "busy" not in quiet
