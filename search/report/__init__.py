@@ -27,6 +27,7 @@ from search import seeds
 from search.report.ablation import ablation_sections
 from search.report.document import Document
 from search.report.origin import provenance_section
+from search.report.rungs import rung_sections
 from search.report.searches import search_sections
 from search.report.trials import others, trials_frame
 from search.study import StudyConfig
@@ -67,6 +68,7 @@ def build(
         ablation_sections(doc, frame, design, seeds.plan(config))
     else:
         search_sections(doc, study, frame, list(space.objectives), strict_front)
+        rung_sections(doc, study, space)
     provenance_section(doc, study, config, frame, test_accuracy is not None)
     return doc
 

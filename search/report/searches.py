@@ -205,5 +205,8 @@ def search_sections(
         "(95% t-intervals), and the difference with Welch's 95% interval. The trials were "
         "chosen by the sampler, not balanced: other switches differ between the groups."
     )
-    doc.table(marginal_table(frame, switches))
+    if any(n.endswith(".enabled") for n in switches):
+        doc.table(marginal_table(frame, switches))
+    else:
+        doc.text("No searched switch was both on and off among the complete trials.")
     recipe_sections(doc, frame, recipe, drawn)

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from search import display, export, halving, ledger, progress
 from search import study as studies
 from search.errors import UsageError
+from search.report import Document, rungs
 from search.runner import EPOCH_KEY, OUTCOMES_KEY, StudySearcher
 from search.storage import open_storage
 from search.study import StudyConfig
@@ -376,3 +377,38 @@ def test_quickstart_with_asha_prunes_trials_and_keeps_them_off_the_front(
     exported = search("export", "qa", "--storage", url, "--pareto", "--format", "json")
     assert exported.returncode == 0, exported.stderr
     assert {row["state"] for row in json.loads(exported.stdout)} == {"COMPLETE"}
+
+
+def test_the_report_shows_each_rung_with_the_pruned_trials_it_judged(tmp_path: Path) -> None:
+    """Most trials of a halving study end pruned, without values; the report's rung section
+    is where their accuracies at the rungs show, with where each trial ended."""
+    study, config = new_study(tmp_path, asha_source())
+    driver = Driver(study, config)
+    base = driver.ask()
+    driver.epochs(base, [0.5] * EPOCHS)
+    driver.finish(base, 0.9)
+    strong = driver.ask()
+    assert not driver.epochs(strong, [0.7, 0.7, 0.6])  # first at 1; at 3 above 0.5
+    weak = driver.ask()
+    assert driver.epochs(weak, [0.4])  # behind 0.7 and 0.5 at epoch 1
+    frame = rungs.rung_frame(study.get_trials(deepcopy=False), 1)
+    assert sorted(zip(frame["number"], frame["accuracy"], strict=True)) == [
+        (base.number, 0.5),
+        (strong.number, 0.7),
+        (weak.number, 0.4),
+    ]
+    doc = Document("rungs")
+    rungs.rung_sections(doc, study, config.space())
+    section = doc.markdown()
+    assert "Rungs at epochs 1, 3, 9 of 12" in section
+    assert "## Rung at epoch 1: 3 trials reached it, 2 went on" in section
+    assert "## Rung at epoch 3: 2 trials reached it, 1 went on" in section  # strong runs
+    first = section[section.index("Rung at epoch 1") : section.index("Rung at epoch 3")]
+    lines = first.splitlines()
+    leaders = [
+        next(n for n, line in enumerate(lines) if line.startswith(f"| {t.number} | {acc} |"))
+        for t, acc in ((strong, "70.00"), (base, "50.00"), (weak, "40.00"))
+    ]
+    assert leaders == sorted(leaders)  # best first
+    ended = [lines[n].rsplit(" | ", 1)[1] for n in leaders]
+    assert ended == ["running |", "complete |", "pruned at epoch 1 |"]
