@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
-TARGET = 6
+TARGET = 4  # room for the kills before it is reached: mid-trial, after a tell
 
 
 def no_leftovers(tag: str, timeout: float = 45) -> None:

@@ -1,13 +1,16 @@
-"""`search ablate quickstart --design oat --seeds 3 --fuse 3` end to end on CPU, through real
-Ray and Optuna: queued trials that may share a network train as fused groups of up to three,
-one Ray task each, every member its own trial and row. The driver is killed with SIGKILL at
-its first group's first epoch report (every member's checkpoint of that epoch written) and
-the study continued with `search resume`: every member of that group is re-run from that
-epoch, nothing finished is trained twice, the target is reached, and no Ray process
-outlives its driver."""
+"""`search ablate --design oat --seeds 3 --fuse 3` end to end on CPU, through real Ray and
+Optuna: queued trials that may share a network train as fused groups of up to three, one Ray
+task each, every member its own trial and row. The driver is killed with SIGKILL at its first
+group's first epoch report (every member's checkpoint of that epoch written) and the study
+continued with `search resume`: every member of that group is re-run from that epoch,
+nothing finished is trained twice, the target is reached, and no Ray process outlives its
+driver. The space is the quickstart with three of its techniques (4 configurations: the
+baseline, +label_smoothing and +mixup build one network, +blurpool its own), half the
+trials of the whole quickstart's ablation for the same proof."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import signal
 import subprocess
@@ -19,14 +22,16 @@ from pathlib import Path
 import optuna
 import procs
 import pytest
+import yaml
 from conftest import run_search
 from optuna.trial import TrialState
 
 from search import ledger
+from spaces import load
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 24  # 8 oat configurations x 3 seeds
+TRIALS = 12  # 4 oat configurations x 3 seeds
 
 
 def test_a_fused_ablation_survives_kill_9_with_every_member_resumed(tmp_path: Path) -> None:
@@ -36,7 +41,12 @@ def test_a_fused_ablation_survives_kill_9_with_every_member_resumed(tmp_path: Pa
         procs.TAG: tag,
         "RAY_TMPDIR": tempfile.mkdtemp(prefix="rg", dir="/tmp"),  # short: Ray's socket paths
     }
-    ablate = ["ablate", "quickstart", "--design", "oat", "--seeds", "3", "--fuse", "3"]
+    raw = copy.deepcopy(load("quickstart").source)
+    raw["techniques"] = {t: raw["techniques"][t] for t in ("blurpool", "label_smoothing", "mixup")}
+    raw["search"]["baseline"] = []
+    space = tmp_path / "three.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    ablate = ["ablate", str(space), "--design", "oat", "--seeds", "3", "--fuse", "3"]
     ablate += ["--epochs", "2", "--study", "g", "--storage", url, "--parallel", "1"]
 
     def search(*args: str, failpoint: str = "") -> subprocess.CompletedProcess:
@@ -79,7 +89,8 @@ def test_a_fused_ablation_survives_kill_9_with_every_member_resumed(tmp_path: Pa
     for number in interrupted:
         assert study.trials[number].user_attrs[ledger.FAILURE] == ledger.INTERRUPTED
     sizes = Counter(t.user_attrs[ledger.GROUP] for t in trained)
-    assert set(sizes.values()) <= {1, 2, 3} and sum(size == 3 for size in sizes.values()) >= 6
+    # Three in four trained trials in full groups (the kill and the resume may split some).
+    assert set(sizes.values()) <= {1, 2, 3} and sum(size == 3 for size in sizes.values()) >= 3
     assert not list(checkpoints.iterdir())  # every outcome recorded, every checkpoint gone
 
     rows = list(csv.DictReader(StringIO(exported.stdout)))

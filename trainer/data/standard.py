@@ -9,13 +9,12 @@ into.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torchvision.datasets as tvd
 
 from trainer.data.arrays import image_set, read_npz
 from trainer.data.base import DataError, ImageSet
@@ -47,11 +46,13 @@ def load_digits() -> ImageSet:
 
 @dataclass(frozen=True)
 class Standard:
-    """A torchvision data set: its class, the files it needs under the data folder, and
-    an optional .npz alternative next to them."""
+    """A torchvision data set: its class's name in `torchvision.datasets`, the files it needs
+    under the data folder, and an optional .npz alternative next to them. The class is looked
+    up when a set is opened: importing torchvision doubles the start-up of every `search`
+    process and Ray worker (torch._dynamo, sympy), most of which never read a standard set."""
 
     name: str
-    cls: Callable[..., object]
+    cls: str
     files: tuple[str, ...]
     npz: str | None = None
     split_arg: bool = False  # SVHN takes split="train"/"test" instead of train=True/False
@@ -59,7 +60,8 @@ class Standard:
     def open(self, root: Path, *, train: bool, download: bool) -> Any:
         """The torchvision data set object for one split."""
         split = {"split": "train" if train else "test"} if self.split_arg else {"train": train}
-        return self.cls(root=str(root), download=download, **split)
+        cls = getattr(importlib.import_module("torchvision.datasets"), self.cls)
+        return cls(root=str(root), download=download, **split)
 
     def layout(self) -> str:
         alt = f", or {self.npz}" if self.npz else ""
@@ -72,14 +74,12 @@ _MNIST_FILES = tuple(
 STANDARD = {
     s.name: s
     for s in (
-        Standard("mnist", tvd.MNIST, tuple(f"MNIST/{f}" for f in _MNIST_FILES)),
-        Standard(
-            "fashionmnist", tvd.FashionMNIST, tuple(f"FashionMNIST/{f}" for f in _MNIST_FILES)
-        ),
-        Standard("kmnist", tvd.KMNIST, tuple(f"KMNIST/{f}" for f in _MNIST_FILES)),
+        Standard("mnist", "MNIST", tuple(f"MNIST/{f}" for f in _MNIST_FILES)),
+        Standard("fashionmnist", "FashionMNIST", tuple(f"FashionMNIST/{f}" for f in _MNIST_FILES)),
+        Standard("kmnist", "KMNIST", tuple(f"KMNIST/{f}" for f in _MNIST_FILES)),
         Standard(
             "cifar10",
-            tvd.CIFAR10,
+            "CIFAR10",
             tuple(
                 f"cifar-10-batches-py/{f}"
                 for f in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
@@ -88,11 +88,11 @@ STANDARD = {
         ),
         Standard(
             "cifar100",
-            tvd.CIFAR100,
+            "CIFAR100",
             tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")),
             npz="cifar100.npz",
         ),
-        Standard("svhn", tvd.SVHN, ("train_32x32.mat", "test_32x32.mat"), split_arg=True),
+        Standard("svhn", "SVHN", ("train_32x32.mat", "test_32x32.mat"), split_arg=True),
     )
 }
 
@@ -138,8 +138,10 @@ def load_standard(spec: Standard, root: Path) -> ImageSet:
 
 def _arrays(ds: Any) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """uint8 NHWC images, labels and class names from a torchvision set's attributes."""
+    from torchvision.datasets import SVHN  # imported by `Standard.open` already
+
     x = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
-    if isinstance(ds, tvd.SVHN):
+    if isinstance(ds, SVHN):
         x = x.transpose(0, 2, 3, 1)  # SVHN keeps (N, C, H, W)
         y = np.asarray(ds.labels)
     else:
