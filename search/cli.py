@@ -26,7 +26,7 @@ from search import study as studies
 from search.errors import UsageError, mask_url
 from search.session import RUNS
 from search.study import StudyConfig
-from spaces import SpaceError, check_budget, check_build, load, preset_names
+from spaces import SpaceError, check_budget, check_build, check_length, load, preset_names
 from spaces.schema import TRAIN_FIELDS
 from spaces.space import PRUNERS
 from trainer import group
@@ -233,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     splits = session.load_splits(settings.space(), settings.data_dir, settings.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
     check_budget(settings.space(), splits.image_shape, splits.num_classes)
+    check_length(settings.space(), len(splits.y_train))
     opened = storage.open_storage(args.storage)
     session.start_ray(args.address)  # an unreachable cluster fails before the study is written
     study = studies.create_or_load(opened, name, settings.space(), settings)
@@ -306,6 +307,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     splits = session.load_splits(space, data_dir, args.seed, args.download)
     check_build(space, splits.image_shape, splits.num_classes)  # every network it can propose
+    check_length(space, len(splits.y_train), searched=False)  # a design trains the defaults
     design = ablate.within_budget(design, space, splits.image_shape, splits.num_classes)
     print(design.describe(seeds, seeds_plan and seeds_plan.max_seeds))
     for field in space.recipe:  # a design compares techniques on one recipe: the defaults

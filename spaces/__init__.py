@@ -6,7 +6,7 @@
 Optuna trial into a trainer spec.
 """
 
-from spaces.checks import check_budget, check_build
+from spaces.checks import check_budget, check_build, check_length
 from spaces.errors import SpaceError
 from spaces.files import load, loads, preset_names, resolve
 from spaces.schema import check_name, parse
@@ -18,6 +18,7 @@ __all__ = [
     "SpaceError",
     "check_budget",
     "check_build",
+    "check_length",
     "check_name",
     "load",
     "loads",

@@ -1,6 +1,7 @@
 """Cross-checks of a valid space against the data it will train on, run before a study
-starts: every network the space can propose builds on these images (`check_build`), and its
-baseline fits every budget level (`check_budget`).
+starts: every network the space can propose builds on these images (`check_build`), its
+baseline fits every budget level (`check_budget`), and every training technique can do its
+job in the fewest steps a trial takes (`check_length`).
 
 They need the image shape and class count, known only once the data set is read, so they
 are apart from the schema (`spaces.schema`), which checks the space file alone.
@@ -12,7 +13,7 @@ import itertools
 from dataclasses import replace
 
 from spaces.errors import SpaceError
-from spaces.space import Space
+from spaces.space import TRAIN_PREFIX, Space
 from trainer.budget import BudgetError, resolve_arch
 from trainer.models.net import BuildError
 from trainer.spec import TrialSpec
@@ -92,3 +93,37 @@ def check_budget(space: Space, image_shape: tuple[int, int, int], num_classes: i
                 f"budget.params = {level}: the baseline configuration cannot fit it: "
                 f"{over_budget(err, space.budget_policy)}"
             ) from None
+
+
+def fewest_steps(space: Space, train_images: int, *, searched: bool = True) -> int:
+    """The fewest optimiser steps a trial of `space` takes on `train_images` images: its
+    shortest epochs at its largest batch, full batches only, as the trainer steps. With
+    `searched` false, the recipe at its defaults, as a designed study trains it."""
+    epochs, batch = [space.train.epochs], [space.train.batch_size]
+    for field in space.recipe if searched else ():
+        values = field.range.choices or (field.range.low, field.range.high)
+        if field.name == f"{TRAIN_PREFIX}epochs":
+            epochs += [int(v) for v in values]  # type: ignore[arg-type]
+        elif field.name == f"{TRAIN_PREFIX}batch_size":
+            batch += [int(v) for v in values]  # type: ignore[arg-type]
+    largest = min(max(batch), train_images)
+    return min(epochs) * max(1, train_images // largest)
+
+
+def check_length(space: Space, train_images: int, *, searched: bool = True) -> None:
+    """Refuse a space whose techniques cannot do their job in the shortest trial it can
+    train (`Technique.too_short`), at every value of their hyperparameters, before anything
+    trains: such a trial would report numbers of something else (an EMA of decay 0.999 over
+    170 steps is mostly its first step's weights, and scored 18% where its network had 55%)."""
+    steps = fewest_steps(space, train_images, searched=searched)
+    for name, choice in space.techniques.items():
+        if choice.switch == "off":
+            continue
+        for values in itertools.product(*(r.grid() for r in choice.hypers.values())):
+            params = dict(zip(choice.hypers, values, strict=True))
+            reason = REGISTRY[name](**params).too_short(steps)
+            if reason is not None:
+                raise SpaceError(
+                    f"{space.name}: its shortest trial takes {steps:,} optimiser steps "
+                    f"({train_images:,} training images): {reason}"
+                )

@@ -238,6 +238,12 @@ class Technique:
         """The trained `model` as deployed: a module wrapping it, evaluated and measured."""
         return model
 
+    # -- checks ------------------------------------------------------------------------
+    def too_short(self, steps: int) -> str | None:
+        """Why this technique cannot do what it names in a trial of `steps` optimiser steps,
+        or None; a trial it refuses ends before training, with this reason."""
+        return None
+
     # -- resuming ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The state this technique carries from one epoch to the next, as tensors and plain

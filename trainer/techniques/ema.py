@@ -30,6 +30,25 @@ def ema_decay(decay: float, updates: int, warmup: bool) -> float:
     return decay
 
 
+# The most of the final average that may still be the weights after the first step: past
+# it, the "average" is mostly an untrained network. A CIFAR-10 pilot at decay 0.999 over
+# 170 steps kept 84% of them and scored 18% where its trained network scored 55%.
+MAX_FIRST_SHARE = 0.1
+
+
+def first_share(decay: float, updates: int, warmup: bool) -> float:
+    """The weight the average gives the copy taken at the first update, after `updates`
+    updates: the product of every later update's decay."""
+    if not warmup:
+        return decay ** max(updates - 1, 0)
+    share = 1.0
+    for update in range(2, updates + 1):
+        share *= ema_decay(decay, update, warmup)
+        if share < 1e-12:  # timm's warm-up falls fast: 0.37 after the second update
+            return 0.0
+    return share
+
+
 @torch.no_grad()
 def ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
     """averaged = decay * averaged + (1 - decay) * model, for every floating-point tensor of
@@ -96,6 +115,20 @@ class EMA(Technique):
             self.averaged = copy.deepcopy(model)  # then replaced whole: the first decay is 0
         decay = ema_decay(self.params["decay"], self.updates, self.params["warmup"])
         ema_update(self.averaged, model, decay)
+
+    def too_short(self, steps: int) -> str | None:
+        decay, warmup = self.params["decay"], self.params["warmup"]
+        share = first_share(decay, steps, warmup)
+        if share <= MAX_FIRST_SHARE:
+            return None
+        (choices,) = (h.choices for h in self.hypers if h.name == "decay")
+        fits = [c for c in choices or () if first_share(float(c), steps, False) <= MAX_FIRST_SHARE]
+        shorter = f"ema.decay {fits[-1]}, " if fits else ""
+        return (
+            f"ema: decay {decay} over {steps:,} optimiser steps leaves {share:.0%} of the "
+            f"average on the weights after the first step (at most {MAX_FIRST_SHARE:.0%} "
+            f"accepted); use ema.warmup: true, {shorter}or more steps"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         if self.averaged is None:
