@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from spaces import SpaceError, check_budget, check_length, load, parse
+from spaces import SpaceError, check_budget, check_length, load, parse, preset_names
 from spaces.checks import fewest_steps
 
 DIGITS = ((1, 8, 8), 10)
@@ -88,3 +88,10 @@ def test_an_average_too_short_to_leave_its_first_weights_is_refused_before_train
     check_length(quickstart_with(techniques={"ema": warm}), 1149)
     check_length(quickstart_with(techniques={"ema": {"enabled": "on", "decay": 0.99}}), 60_000)
     check_length(quickstart_with(), 1149)  # no technique with a length to check
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_passes_the_length_check_even_on_few_images(name: str) -> None:
+    """Presets declare techniques with conditional ranges (SAM's rho on adaptive): only
+    what can be too short is checked, and none of theirs is."""
+    check_length(load(name), 1000)
