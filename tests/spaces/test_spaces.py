@@ -59,12 +59,18 @@ DOCUMENTED = sorted((Path(__file__).resolve().parents[2] / "docs").rglob("*.yaml
 
 @pytest.mark.parametrize("path", DOCUMENTED, ids=lambda p: p.name)
 def test_the_space_files_results_name_still_load_with_their_design(path: Path) -> None:
-    """RESULTS.md's commands train these files with `search ablate --design oat`: a schema
-    change must keep them valid, and their designs what the tables show."""
+    """RESULTS.md's commands train these files (`search ablate --design oat` or `loo`, or
+    `search run`): a schema change must keep them valid, and their designs what the tables
+    show: each searched technique on the baseline, or left out of the whole combination."""
     space = load(str(path))
     assert space.description
-    labels = [c.label for c in ablate.make(space, "oat").configs]
-    assert labels[0] == "baseline" and "+blurpool" in labels
+    searched = {n for n, c in space.techniques.items() if c.switch == "search"}
+    oat = [c.label for c in ablate.make(space, "oat").configs]
+    assert oat[0] == "baseline" and {label[1:] for label in oat[1:]} <= searched
+    loo = [c.label for c in ablate.make(space, "loo").configs]
+    assert loo[0] == "full" and {label.removeprefix("full-") for label in loo[1:]} <= searched
+    # Every table of RESULTS.md has BlurPool in it: switched, or on in every trial.
+    assert "+blurpool" in oat or space.techniques["blurpool"].switch == "on"
 
 
 @pytest.mark.parametrize(
