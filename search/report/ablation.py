@@ -158,7 +158,11 @@ def ablation_table(
             row.update(
                 {
                     "configuration": label,
-                    "techniques": named(c["techniques"]),
+                    # What its trials trained, techniques the space fixes on included; the
+                    # design's switches alone until one has trained.
+                    "techniques": group["techniques"].iloc[0]
+                    if not group.empty and "techniques" in group
+                    else named(c["techniques"]),
                     "seeds": len(group),
                 }
             )
