@@ -272,6 +272,24 @@ def test_ablation_report_has_one_row_per_configuration_with_paired_effects(
     assert "Trials ran on: cpu x 1 thread." in markdown
 
 
+def test_the_table_names_what_each_configurations_trials_trained(tmp_path: Path) -> None:
+    """A technique the space fixes on is in every trial but in no design switch: the row
+    takes its trials' `techniques`, and the design's switches only before any trained."""
+    study = ablation_study(f"sqlite:///{tmp_path / 's.db'}")
+    frame = trials_frame(study, load_config(study))
+    assert set(frame.loc[frame["config"] == "baseline", "techniques"]) == {"depthwise + gap"}
+    frame.loc[frame["config"] == "baseline", "techniques"] = "depthwise + gap + swa"
+    frame = frame[frame["config"] != "-gap"]  # not trained yet
+    table, _ = ablation_table(frame, DESIGN, "latency_ms")
+    named = dict(zip(table["configuration"], table["techniques"], strict=True))
+    assert named == {
+        "baseline": "depthwise + gap + swa",
+        "+blurpool": "depthwise + gap + blurpool",
+        "+se": "depthwise + gap + se",
+        "-gap": "depthwise",
+    }
+
+
 def test_the_delta_chart_tells_gains_losses_and_noise_apart_and_shows_each_seed(
     tmp_path: Path,
 ) -> None:
