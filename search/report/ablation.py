@@ -161,7 +161,7 @@ def ablation_table(
                     # What its trials trained, techniques the space fixes on included; the
                     # design's switches alone until one has trained.
                     "techniques": group["techniques"].iloc[0]
-                    if not group.empty and "techniques" in group
+                    if not group.empty
                     else named(c["techniques"]),
                     "seeds": len(group),
                 }

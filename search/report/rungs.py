@@ -47,7 +47,8 @@ def rung_sections(doc: Document, study: optuna.Study, space: Space) -> None:
     rungs = space.pruner.rungs(epochs)
     if not rungs:
         return
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False)  # read once: `study.trials` copies them all
+    by_number = {t.number: t for t in trials}
     doc.heading("Successive halving: accuracy at each rung")
     doc.text(
         f"Rungs at epochs {', '.join(map(str, rungs))} of {epochs}; a trial went on when its "
@@ -61,14 +62,10 @@ def rung_sections(doc: Document, study: optuna.Study, space: Space) -> None:
         frame = rung_frame(trials, epoch)
         if frame.empty:
             continue
-        on = sum(
-            1
-            for t in trials
-            if t.state in COMPARED and len(t.user_attrs.get(ledger.EPOCH_ACCURACY, [])) > epoch
-        )
+        on = len(rung_frame(trials, epoch + 1))  # those that trained on past it
         doc.heading(f"Rung at epoch {epoch}: {len(frame)} trials reached it, {on} went on")
         best = frame.sort_values("accuracy", ascending=False).head(LEADERS)
-        leaders = [study.trials[n] for n in best["number"]]
+        leaders = [by_number[n] for n in best["number"]]
         doc.table(
             pd.DataFrame(
                 {
