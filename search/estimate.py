@@ -26,7 +26,7 @@ from trainer.budget import resolve_arch
 from trainer.data import Splits
 from trainer.models.net import stage_channels
 from trainer.spec import TrialSpec
-from trainer.train import train
+from trainer.train import full_batches, train
 
 # A probe epoch is this many steps; after one to warm up, up to PROBE_REPEATS are timed, or
 # fewer once they took PROBE_SECONDS: tiny nets get repeats to beat the noise, large ones
@@ -71,9 +71,8 @@ class Machine:
 
 
 def steps_per_epoch(space: Space, splits: Splits) -> int:
-    """Optimiser steps in one epoch: full batches only, at least one (trainer/train.py)."""
-    n = len(splits.x_train)
-    return max(1, n // min(space.train.batch_size, n))
+    """Optimiser steps in one epoch of a trial at the space's batch size."""
+    return full_batches(len(splits.x_train), space.train.batch_size)
 
 
 def probe(

@@ -19,6 +19,7 @@ from trainer.models.net import BuildError
 from trainer.spec import TrialSpec
 from trainer.techniques import REGISTRY, rules
 from trainer.techniques.base import Technique
+from trainer.train import full_batches
 
 
 def check_build(space: Space, in_shape: tuple[int, int, int], num_classes: int) -> None:
@@ -107,8 +108,7 @@ def fewest_steps(space: Space, train_images: int, *, searched: bool = True) -> i
             epochs += [int(v) for v in values]  # type: ignore[arg-type]
         elif field.name == f"{TRAIN_PREFIX}batch_size":
             batch += [int(v) for v in values]  # type: ignore[arg-type]
-    largest = min(max(batch), train_images)
-    return min(epochs) * max(1, train_images // largest)
+    return min(epochs) * full_batches(train_images, max(batch))
 
 
 def check_length(space: Space, train_images: int, *, searched: bool = True) -> None:

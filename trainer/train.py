@@ -56,6 +56,12 @@ from trainer.techniques.base import (
 )
 
 
+def full_batches(images: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch over `images`: full batches only (drop_last, so every
+    step sees a whole batch), the batch cut to the data where it is larger, at least one."""
+    return max(1, images // min(batch_size, images))
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite; the trial's numbers mean nothing."""
 
@@ -330,7 +336,7 @@ def train_group(
         for x, y in ((splits.x_train, splits.y_train), (splits.x_val, splits.y_val))
     )
     batch_size = min(hp.batch_size, len(train_data))
-    steps_per_epoch = len(train_data) // batch_size  # drop_last: every step sees a full batch
+    steps_per_epoch = full_batches(len(train_data), hp.batch_size)
     members = [
         Member.start(
             i,
