@@ -139,7 +139,12 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
         "fused group of up to K: auto (as many as pay on the device), off, or K (default: the "
         "study's first run's, else auto); a group takes one --parallel slot",
     )
-    p.add_argument("--address", help="address of a running Ray cluster (default: start locally)")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="address of a running Ray cluster (default: $RAY_ADDRESS, else start Ray here, "
+        "even where `ray start` left a cluster running on this machine)",
+    )
     _strict_front_arg(p, "print")
     p.add_argument("--data-dir", help="where data sets are read from")
     p.add_argument(

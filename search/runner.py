@@ -493,7 +493,9 @@ def start_ray(address: str | None) -> None:
             _check_reachable(address.removeprefix("ray://"))
         on_term = signal.getsignal(signal.SIGTERM)
         ray.init(
-            address=address,
+            # Ray's own default (None) joins the last `ray start` cluster of this machine: a
+            # user's unrelated cluster, or one that is not on loopback and so refuses us.
+            address=address or "local",
             **local,
             include_dashboard=False,
             logging_level=logging.ERROR,

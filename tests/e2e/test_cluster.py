@@ -34,6 +34,7 @@ class Cluster:
     address: str
     env: dict[str, str]
     second: str  # NODE_TAG value of the second node's processes
+    temp: Path  # RAY_TMPDIR of its nodes
 
 
 @contextlib.contextmanager
@@ -66,7 +67,7 @@ def two_nodes(second_prefix: tuple[str, ...] = ()) -> Iterator[Cluster]:
                 capture_output=True,
                 timeout=300,
             )
-        yield Cluster(f"127.0.0.1:{port}", env, second)
+        yield Cluster(f"127.0.0.1:{port}", env, second, Path(temp))
     finally:
         procs.kill_tagged(tag)
         shutil.rmtree(temp, ignore_errors=True)
@@ -148,6 +149,29 @@ def test_trials_spread_over_two_nodes_and_survive_losing_one(
             assert trial.state == TrialState.COMPLETE or trial.user_attrs["reason"], trial
     late = [t for t in complete if t.number > max(during)]
     assert late and len({t.user_attrs["node"] for t in late}) == 1, "a dead node trained"
+
+
+def test_a_run_without_address_starts_its_own_ray_beside_a_running_cluster(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Ray's default address joins the last cluster `ray start` left on this machine (one
+    not on loopback then refuses the driver); `search` without --address or $RAY_ADDRESS
+    starts its own Ray instead, as its help says: a session of its own beside the cluster's."""
+    sessions = lambda: {p.name for p in (cluster.temp / "ray").glob("session_2*")}  # noqa: E731
+    before = sessions()
+    env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "search.cli", "run", "quickstart", "--study", "l"]
+    run = subprocess.run(
+        [*command, "--storage", url, "--trials", "1", "--epochs", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(sessions() - before) == 1, "the run joined the cluster"
 
 
 def test_a_node_without_the_shared_weights_directory_fails_its_trial_saying_so(
