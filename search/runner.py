@@ -508,6 +508,8 @@ def start_ray(address: str | None) -> None:
         failpoints.reached("ray")
     except (OSError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if address is None:
+            raise UsageError(f"cannot start Ray on this machine: {reason}") from None
         raise UsageError(
             f"cannot reach the Ray cluster at {address!r}: {reason}. Accepted: the address "
             "`ray start --head` printed (host:port), 'auto' for a cluster on this machine, "
