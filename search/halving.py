@@ -11,6 +11,10 @@ rungs are read from the study itself, the one record every driver and every resu
 - a stopped trial is told PRUNED, never COMPLETE, so it is never on the Pareto front; its
   partial accuracy stays in user attributes only (`partial_accuracy`, `pruned_epoch`), not
   in the trial's values, which also keeps TPE from reading it as an objective;
+- a stopped trial carries a positive constraint, `halving`, that ranks it for TPE (see
+  `rank`): TPE orders pruned trials by their last intermediate value, which a
+  multi-objective study cannot report, so untied they all scored alike and the earliest
+  ones filled TPE's "good" group whenever fewer trials had completed than it holds;
 - the baseline is never stopped: it is the reference every ablation compares against.
 """
 
@@ -25,6 +29,18 @@ from spaces.space import PrunerChoice
 # Trials whose accuracies a rung compares; a failed or interrupted trial is left out (an
 # interrupted one is trained again and would count twice).
 COMPARED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+# The constraint that ranks a stopped trial for TPE.
+CONSTRAINT = "halving"
+
+
+def rank(epochs: int, epoch: int, accuracy: float) -> float:
+    """A stopped trial's constraint value: TPE ranks infeasible trials after the completed
+    ones, smallest total first. Stopped later first, then more accurate at that rung: the
+    order Optuna gives pruned trials of a single-objective study. At least 1, never 0 (0
+    would read as feasible)."""
+    return (epochs - epoch) + (1.0 - accuracy) / 2
 
 
 def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
@@ -69,5 +85,6 @@ def report(
         return False
     trial.set_user_attr(ledger.PRUNED_EPOCH, epoch)
     trial.set_user_attr(ledger.PARTIAL_ACCURACY, accuracy)
+    trial.set_constraint(CONSTRAINT, rank(epochs, epoch, accuracy))
     study.tell(trial, state=TrialState.PRUNED)
     return True

@@ -334,6 +334,8 @@ class StudySearcher(Searcher):
         elif original.state == TrialState.PRUNED:  # halving stopped it: the same, untrained
             for key in (ledger.PRUNED_EPOCH, ledger.PARTIAL_ACCURACY):
                 trial.set_user_attr(key, original.user_attrs[key])
+            for key, value in original.constraints.items():
+                trial.set_constraint(key, value)
             self.study.tell(trial, state=TrialState.PRUNED)
             self.board.note(f"trial {trial.number} is {same}, which was pruned")
         elif original.state == TrialState.FAIL:

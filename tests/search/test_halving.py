@@ -147,7 +147,35 @@ def test_rungs_compare_accuracy_at_equal_epochs_and_prune_what_falls_behind(
     assert pruned.user_attrs[ledger.PRUNED_EPOCH] == 3
     assert pruned.user_attrs[ledger.PARTIAL_ACCURACY] == 0.75
     assert pruned.user_attrs[ledger.EPOCH_ACCURACY] == [0.96, 0.90, 0.75]
+    assert pruned.constraints == {halving.CONSTRAINT: (EPOCHS - 3) + (1 - 0.75) / 2}
     assert study.trials[early.number].user_attrs[ledger.PRUNED_EPOCH] == 1
+    assert study.trials[base.number].constraints == {}
+
+
+def test_tpe_counts_the_trials_stopped_latest_and_best_among_its_good_ones(
+    tmp_path: Path,
+) -> None:
+    """With fewer completed trials than its "good" group holds, TPE fills the group with
+    pruned ones: stopped at the latest rung first, then the most accurate there, as Optuna
+    ranks the pruned trials of a single-objective study by their last reported value. A
+    multi-objective study cannot report one: untied, the first pruned trials filled it."""
+    # The split TPE draws its proposals from (private: this pins our use of it).
+    from optuna.samplers._tpe.sampler import _split_trials
+
+    study, config = new_study(tmp_path, asha_source())
+    assert len(study.directions) > 1
+    driver = Driver(study, config)
+    base = driver.ask()
+    driver.epochs(base, [0.9] * (EPOCHS - 1))
+    driver.finish(base, 0.9)
+    worst, poor, later = driver.ask(), driver.ask(), driver.ask()
+    assert driver.epochs(worst, [0.1])  # stopped first, at epoch 1
+    assert driver.epochs(poor, [0.5])  # then at epoch 1, ahead of `worst`
+    assert driver.epochs(later, [0.95, 0.5, 0.5])  # through epoch 1, stopped at 3
+
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    good, _ = _split_trials(study, trials, n_below=3)
+    assert {t.number for t in good} == {base.number, later.number, poor.number}
 
 
 def test_the_baseline_is_never_pruned_where_any_other_trial_would_be(tmp_path: Path) -> None:
@@ -220,6 +248,7 @@ def test_the_searcher_prunes_as_tune_reports_and_never_retrains_a_pruned_configu
     (proposal,) = searcher.suggest("c")[MEMBERS_KEY]
     (again,) = [t for t in study.trials if t.user_attrs.get("duplicate_of") == n]
     assert again.state == TrialState.PRUNED and not ledger.counted(again)
+    assert again.constraints == pruned.constraints != {}  # TPE ranks it as the original
     assert proposal[TRIAL_KEY] > again.number  # the searcher went on to a new configuration
     assert base[TRIAL_KEY] == 0
 
