@@ -515,7 +515,7 @@ def start_ray(address: str | None) -> None:
         raise UsageError(
             f"cannot reach the Ray cluster at {address!r}: {reason}. Accepted: the address "
             "`ray start --head` printed (host:port), 'auto' for a cluster on this machine, "
-            "or no --address to start Ray here"
+            "or neither --address nor $RAY_ADDRESS to start Ray here"
         ) from None
 
 

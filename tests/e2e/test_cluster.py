@@ -157,7 +157,10 @@ def test_a_run_without_address_starts_its_own_ray_beside_a_running_cluster(
     """Ray's default address joins the last cluster `ray start` left on this machine (one
     not on loopback then refuses the driver); `search` without --address or $RAY_ADDRESS
     starts its own Ray instead, as its help says: a session of its own beside the cluster's."""
-    sessions = lambda: {p.name for p in (cluster.temp / "ray").glob("session_2*")}  # noqa: E731
+
+    def sessions() -> set[str]:
+        return {p.name for p in (cluster.temp / "ray").glob("session_2*")}
+
     before = sessions()
     env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}
     url = f"sqlite:///{tmp_path / 's.db'}"

@@ -130,6 +130,16 @@ def test_list_and_techniques(search) -> None:
     assert f"fused groups (--fuse): {RULE}" in catalogue.stdout
 
 
+def test_ray_address_in_the_environment_is_the_address_default(search) -> None:
+    """`$RAY_ADDRESS` (which Ray Jobs set) is joined as --address would be; --address wins."""
+    env = {"RAY_ADDRESS": "127.0.0.1:9"}
+    joined = search("run", "quickstart", "--trials", "1", env=env)
+    assert joined.returncode == 2
+    assert "cannot reach the Ray cluster at '127.0.0.1:9'" in joined.stderr
+    given = search("run", "quickstart", "--trials", "1", "--address", "127.0.0.1:7", env=env)
+    assert "cannot reach the Ray cluster at '127.0.0.1:7'" in given.stderr
+
+
 def test_the_help_names_every_export_format() -> None:
     from search import cli, export
 
